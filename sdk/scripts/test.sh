@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Lint, type-check and test the Hokusai SDK.
+#
+# The venv lives outside the clone so CI and developers reuse it across runs; it is
+# rebuilt whenever requirements-dev.txt (the exact pins) changes.
+#   HOKUSAI_SDK_VENV   where the venv lives (default: ~/.cache/hokusai/sdk-venv)
+#   PYTHON             interpreter used to create it (default: python3)
+# Extra arguments go to pytest, e.g. `scripts/test.sh -k breaker`.
+set -euo pipefail
+
+sdk_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${HOKUSAI_SDK_VENV:-$HOME/.cache/hokusai/sdk-venv}"
+python="${PYTHON:-python3}"
+req="$sdk_dir/requirements-dev.txt"
+want_hash="$(sha256sum "$req" | cut -d' ' -f1)"
+stamp="$venv/.hokusai-requirements.sha256"
+
+if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want_hash" ]]; then
+    echo "==> creating venv at $venv (requirements hash $want_hash)"
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet -r "$req"
+    echo "$want_hash" > "$stamp"
+fi
+
+echo "==> installing hokusai-ml-platform (editable) into $venv"
+"$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$sdk_dir"
+
+cd "$sdk_dir"
+echo "==> ruff check"
+"$venv/bin/ruff" check src tests scripts
+echo "==> ruff format --check"
+"$venv/bin/ruff" format --check src tests scripts
+echo "==> mypy --strict src"
+"$venv/bin/mypy" --strict src
+echo "==> pytest"
+"$venv/bin/python" -m pytest "$@"

@@ -1,0 +1,192 @@
+"""A small, thread-safe circuit breaker (closed / open / half-open).
+
+Why not pybreaker: the SDK needs (1) failures counted only for *transient* errors, decided by the
+caller after the fact rather than by exception type at decoration time, (2) an injectable clock so
+the state machine is tested without sleeping, (3) a state-change hook for the Prometheus gauge and
+(4) a single half-open probe at a time. pybreaker covers some of this through listeners and
+``exclude`` lists, but the remaining glue would be larger than this module.
+
+Example:
+
+>>> clock = [0.0]
+>>> b = CircuitBreaker("http://127.0.0.1:5000", failure_threshold=2, reset_timeout=10,
+...                    clock=lambda: clock[0])
+>>> b.record_failure(); b.record_failure()
+>>> b.state
+'open'
+>>> b.allow()
+False
+>>> clock[0] = 11.0
+>>> b.allow(), b.state          # one probe call is let through
+(True, 'half-open')
+>>> b.record_success(); b.state
+'closed'
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "breaker_for"]
+
+BreakerState = Literal["closed", "open", "half-open"]
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """Thresholds of a :class:`CircuitBreaker`.
+
+    ``failure_threshold`` consecutive transient failures open the circuit; after
+    ``reset_timeout`` seconds one probe call is let through (half-open); ``success_threshold``
+    probe successes close it again, a probe failure re-opens it.
+    """
+
+    failure_threshold: int = 5
+    reset_timeout: float = 30.0
+    success_threshold: int = 1
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1 or self.success_threshold < 1:
+            raise ValueError("BreakerConfig thresholds must be >= 1, e.g. failure_threshold=5")
+        if self.reset_timeout < 0:
+            raise ValueError("BreakerConfig(reset_timeout=...) must be >= 0 seconds")
+
+
+class CircuitBreaker:
+    """Circuit breaker for one tracking URI. See the module docstring for an example."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout: float = 30.0,
+        success_threshold: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        on_state_change: Callable[[str, BreakerState], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.config = BreakerConfig(failure_threshold, reset_timeout, success_threshold)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._successes = 0
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+        self._listeners: list[Callable[[str, BreakerState], None]] = []
+        if on_state_change is not None:
+            self._listeners.append(on_state_change)
+
+    def add_listener(self, listener: Callable[[str, BreakerState], None]) -> None:
+        """Call ``listener(name, new_state)`` on every state change (and once now)."""
+        with self._lock:
+            self._listeners.append(listener)
+            state = self._state
+        listener(self.name, state)
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._state
+
+    def _set(self, state: BreakerState) -> Callable[[], None]:
+        # Called with the lock held; returns the notification to run after releasing it.
+        if state == self._state:
+            return lambda: None
+        self._state = state
+        listeners = list(self._listeners)
+
+        def notify() -> None:
+            for listener in listeners:
+                listener(self.name, state)
+
+        return notify
+
+    def allow(self) -> bool:
+        """May a call go out now? In half-open state only one probe at a time is allowed."""
+        with self._lock:
+            notify: Callable[[], None] = lambda: None  # noqa: E731 -- tiny default callback
+            if self._state == "open":
+                if self._clock() - self._opened_at < self.config.reset_timeout:
+                    return False
+                notify = self._set("half-open")
+                self._successes = 0
+                self._probe_in_flight = False
+            if self._state == "half-open":
+                if self._probe_in_flight:
+                    allowed = False
+                else:
+                    self._probe_in_flight = True
+                    allowed = True
+            else:
+                allowed = True
+        notify()
+        return allowed
+
+    def record_success(self) -> None:
+        """The call reached MLflow (even if MLflow refused it as invalid)."""
+        with self._lock:
+            notify: Callable[[], None] = lambda: None  # noqa: E731 -- tiny default callback
+            self._failures = 0
+            if self._state == "half-open":
+                self._probe_in_flight = False
+                self._successes += 1
+                if self._successes >= self.config.success_threshold:
+                    notify = self._set("closed")
+        notify()
+
+    def record_failure(self) -> None:
+        """The call failed with a transient error."""
+        with self._lock:
+            notify: Callable[[], None] = lambda: None  # noqa: E731 -- tiny default callback
+            self._failures += 1
+            if self._state == "half-open" or (
+                self._state == "closed" and self._failures >= self.config.failure_threshold
+            ):
+                self._opened_at = self._clock()
+                self._probe_in_flight = False
+                notify = self._set("open")
+        notify()
+
+    def release(self) -> None:
+        """Give back a half-open probe slot without a verdict (e.g. the call was not made)."""
+        with self._lock:
+            self._probe_in_flight = False
+
+    def seconds_until_probe(self) -> float:
+        """How long until an open breaker lets a probe through (0 if not open)."""
+        with self._lock:
+            if self._state != "open":
+                return 0.0
+            return max(0.0, self.config.reset_timeout - (self._clock() - self._opened_at))
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(tracking_uri: str, config: BreakerConfig | None = None) -> CircuitBreaker:
+    """The process-wide breaker for *tracking_uri* (created with *config* on first use).
+
+    One breaker per tracking URI means every :class:`~hokusai.core.ModelRegistry` and
+    :class:`~hokusai.tracking.ExperimentManager` pointed at the same server fails fast together.
+    Pass an explicit ``breaker=`` to those classes to opt out of sharing.
+    """
+    key = tracking_uri.rstrip("/")
+    with _breakers_lock:
+        breaker = _breakers.get(key)
+        if breaker is None:
+            cfg = config or BreakerConfig()
+            breaker = CircuitBreaker(
+                key,
+                failure_threshold=cfg.failure_threshold,
+                reset_timeout=cfg.reset_timeout,
+                success_threshold=cfg.success_threshold,
+            )
+            _breakers[key] = breaker
+        return breaker

@@ -1,0 +1,115 @@
+"""``hokusai-outbox``: inspect and replay the local registration outbox.
+
+    hokusai-outbox status [--path FILE] [--json]
+    hokusai-outbox flush  [--path FILE] [--tracking-uri URI]
+
+``flush`` replays every pending registration against the tracking URI it was spooled for (or
+only those of ``--tracking-uri``). Exit status: 0 when nothing is left pending or failed,
+1 when some registrations are still pending (MLflow still down) or were refused, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from hokusai.core import ModelRegistry
+from hokusai.errors import HokusaiError
+from hokusai.metrics import redact_uri
+from hokusai.outbox import Outbox, default_outbox_path
+
+__all__ = ["main"]
+
+
+def _status(outbox: Outbox, as_json: bool) -> int:
+    counts = outbox.counts()
+    entries = outbox.entries(state=None)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "path": str(outbox.path),
+                    "counts": counts,
+                    "entries": [
+                        {
+                            "idempotency_key": e.idempotency_key,
+                            "tracking_uri": redact_uri(e.tracking_uri),
+                            "name": e.name,
+                            "state": e.state,
+                            "attempts": e.attempts,
+                            "version": e.version,
+                            "last_error": e.last_error,
+                        }
+                        for e in entries
+                        if e.state != "done"
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"outbox: {outbox.path}")
+        print(" ".join(f"{state}={n}" for state, n in sorted(counts.items())))
+        for e in entries:
+            if e.state == "done":
+                continue
+            print(
+                f"{e.state:8} {e.idempotency_key} {e.name} -> {redact_uri(e.tracking_uri)} "
+                f"attempts={e.attempts} last_error={e.last_error or '-'}"
+            )
+    return 0 if counts["pending"] == 0 and counts["failed"] == 0 else 1
+
+
+def _flush(outbox: Outbox, tracking_uri: str | None) -> int:
+    uris = sorted({e.tracking_uri for e in outbox.entries("pending")})
+    if tracking_uri is not None:
+        uris = [u for u in uris if u.rstrip("/") == tracking_uri.rstrip("/")]
+    rc = 0
+    for uri in uris:
+        registry = ModelRegistry(uri, outbox_path=outbox.path)
+        report = registry.flush()
+        for r in report.registered:
+            dedup = " (already registered)" if r.deduplicated else ""
+            print(f"registered {r.name} version {r.version} key={r.idempotency_key}{dedup}")
+        for key, error in report.failed:
+            print(f"failed     key={key}: {error}")
+        if report.stopped_by:
+            print(f"stopped: {redact_uri(uri)} still unavailable ({report.stopped_by})")
+        if report.failed or report.still_pending:
+            rc = 1
+    counts = outbox.counts()
+    print(" ".join(f"{state}={n}" for state, n in sorted(counts.items())))
+    return rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hokusai-outbox", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--path", default=None, help=f"outbox file (default: {default_outbox_path()})"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and breaker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="count and list pending/failed registrations")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    flush = sub.add_parser("flush", help="replay pending registrations exactly once")
+    flush.add_argument("--tracking-uri", default=None, help="only replay those for this URI")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        outbox = Outbox(args.path or default_outbox_path())
+        if args.command == "status":
+            return _status(outbox, args.json)
+        return _flush(outbox, args.tracking_uri)
+    except HokusaiError as exc:
+        print(f"hokusai-outbox: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
