@@ -210,7 +210,11 @@ class ModelRegistry:
             idempotency_key=key,
         )
         try:
-            return self._register(reg, operation="register_model", replay=False)
+            # A caller-supplied key may have been used before (a re-run pipeline step): look it
+            # up first. A fresh key cannot exist yet, so the healthy path stays one request.
+            return self._register(
+                reg, operation="register_model", lookup_first=idempotency_key is not None
+            )
         except MlflowUnavailableError as exc:
             if self.outbox is None:
                 raise
@@ -260,7 +264,7 @@ class ModelRegistry:
                 pending = pending[:limit]
             for reg in pending:
                 try:
-                    result = self._register(reg, operation="replay", replay=True)
+                    result = self._register(reg, operation="replay", lookup_first=True)
                 except MlflowUnavailableError as exc:
                     self.outbox.record_attempt(reg.idempotency_key, error=str(exc))
                     stopped_by = exc.cause
@@ -361,13 +365,15 @@ class ModelRegistry:
                 raise
         return create()
 
-    def _register(self, reg: PendingRegistration, *, operation: str, replay: bool) -> Registration:
+    def _register(
+        self, reg: PendingRegistration, *, operation: str, lookup_first: bool
+    ) -> Registration:
         deduplicated = False
 
         def attempt(n: int) -> ModelVersion:
             nonlocal deduplicated
             # A first attempt cannot have a predecessor; a retry or a replay may (lost response).
-            if replay or n > 1:
+            if lookup_first or n > 1:
                 existing = self._find_by_key(reg.name, reg.idempotency_key)
                 if existing is not None:
                     deduplicated = True

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import pytest
+
+from hokusai.breaker import BreakerConfig, CircuitBreaker, breaker_for
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: Clock, **kw: float) -> tuple[CircuitBreaker, list[str]]:
+    seen: list[str] = []
+    b = CircuitBreaker(
+        "uri",
+        clock=clock,
+        on_state_change=lambda _n, s: seen.append(s),
+        **kw,  # type: ignore[arg-type]
+    )
+    return b, seen
+
+
+def test_opens_after_threshold_consecutive_failures() -> None:
+    clock = Clock()
+    b, seen = make(clock, failure_threshold=3, reset_timeout=10)
+    b.record_failure()
+    b.record_failure()
+    b.record_success()  # resets the count
+    b.record_failure()
+    b.record_failure()
+    assert b.state == "closed" and b.allow()
+    b.record_failure()
+    assert b.state == "open"
+    assert not b.allow()
+    assert seen == ["open"]
+    assert b.seconds_until_probe() == pytest.approx(10)
+
+
+def test_half_open_lets_exactly_one_probe_and_closes_on_success() -> None:
+    clock = Clock()
+    b, seen = make(clock, failure_threshold=1, reset_timeout=5)
+    b.record_failure()
+    clock.now = 4.9
+    assert not b.allow()
+    clock.now = 5.0
+    assert b.allow()
+    assert b.state == "half-open"
+    assert not b.allow()  # a second concurrent call is refused while the probe runs
+    b.record_success()
+    assert b.state == "closed"
+    assert b.allow() and b.allow()
+    assert seen == ["open", "half-open", "closed"]
+
+
+def test_probe_failure_reopens_for_a_full_timeout() -> None:
+    clock = Clock()
+    b, _ = make(clock, failure_threshold=1, reset_timeout=5)
+    b.record_failure()
+    clock.now = 6
+    assert b.allow()
+    b.record_failure()
+    assert b.state == "open"
+    clock.now = 10.9
+    assert not b.allow()
+    clock.now = 11
+    assert b.allow()
+
+
+def test_success_threshold_needs_several_probes() -> None:
+    clock = Clock()
+    b, _ = make(clock, failure_threshold=1, reset_timeout=1, success_threshold=2)
+    b.record_failure()
+    clock.now = 1
+    assert b.allow()
+    b.record_success()
+    assert b.state == "half-open"
+    assert b.allow()
+    b.record_success()
+    assert b.state == "closed"
+
+
+def test_release_frees_the_probe_slot() -> None:
+    clock = Clock()
+    b, _ = make(clock, failure_threshold=1, reset_timeout=0)
+    b.record_failure()
+    assert b.allow()
+    b.release()
+    assert b.allow()
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"failure_threshold": 0}, "thresholds must be >= 1"),
+        ({"success_threshold": 0}, "thresholds must be >= 1"),
+        ({"reset_timeout": -1}, "reset_timeout"),
+    ],
+)
+def test_config_validation(kw: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BreakerConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_one_breaker_per_tracking_uri() -> None:
+    a = breaker_for("http://127.0.0.1:7001/", BreakerConfig(failure_threshold=2))
+    assert breaker_for("http://127.0.0.1:7001") is a
+    assert breaker_for("http://127.0.0.1:7002") is not a
+    assert a.config.failure_threshold == 2
+
+
+def test_listener_added_later_gets_current_state() -> None:
+    b, _ = make(Clock(), failure_threshold=1)
+    b.record_failure()
+    seen: list[str] = []
+    b.add_listener(lambda _n, s: seen.append(s))
+    assert seen == ["open"]
