@@ -103,7 +103,18 @@ class ModelRegistry:
     returned; :meth:`flush` (or ``hokusai-outbox flush``) replays it exactly once. Validation
     errors raise :class:`~hokusai.errors.MlflowRequestError` at once and are never spooled.
 
-    Example (needs a running MLflow server at ``$MLFLOW_TRACKING_URI``)::
+    Construction makes no network call:
+
+    >>> registry = ModelRegistry("http://127.0.0.1:5000", spool=False)
+    >>> registry
+    ModelRegistry(tracking_uri='http://127.0.0.1:5000')
+    >>> ModelRegistry(None)
+    Traceback (most recent call last):
+    ...
+    ValueError: no MLflow tracking URI: pass tracking_uri='http://mlflow.example:5000' or set \
+the MLFLOW_TRACKING_URI environment variable
+
+    Registering (needs a running MLflow server)::
 
         from hokusai.core import ModelRegistry
         from hokusai.tracking import ExperimentManager

@@ -11,6 +11,7 @@ between "MLflow committed" and "row marked done" is harmless.
 >>> ob = Outbox(os.path.join(tempfile.mkdtemp(), "outbox.sqlite3"))
 >>> ob.add(PendingRegistration.new(tracking_uri="http://127.0.0.1:5000", name="m",
 ...                                source="s3://bucket/m", idempotency_key="k1"))
+True
 >>> ob.depth()
 1
 >>> ob.mark_done("k1", version="3"); ob.depth()

@@ -71,18 +71,40 @@ class TrackedRun:
 class ExperimentManager:
     """Creates an experiment (if missing) and tracks runs, params and metrics in it.
 
-    Construction forms (all equivalent in behaviour)::
+    Construction forms (all equivalent in behaviour; construction makes no network call):
 
-        from hokusai.core import ModelRegistry
-        from hokusai.tracking import ExperimentManager
+    >>> from hokusai.core import ModelRegistry
+    >>> registry = ModelRegistry("http://127.0.0.1:5000", spool=False)
+    >>> ExperimentManager(registry=registry).experiment_name         # documented default
+    'hokusai-default'
+    >>> ExperimentManager(registry=registry, experiment_name="churn").experiment_name
+    'churn'
+    >>> ExperimentManager("churn", registry=registry).tracking_uri
+    'http://127.0.0.1:5000'
+    >>> ExperimentManager("churn", tracking_uri="http://127.0.0.1:5000").registry is None
+    True
+    >>> import os; os.environ["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:5000"
+    >>> ExperimentManager(experiment_name="churn").tracking_uri     # from $MLFLOW_TRACKING_URI
+    'http://127.0.0.1:5000'
+    >>> del os.environ["MLFLOW_TRACKING_URI"]
 
-        registry = ModelRegistry("http://127.0.0.1:5000")
-        ExperimentManager(registry=registry)                        # default experiment name
-        ExperimentManager(registry=registry, experiment_name="churn")
-        ExperimentManager("churn", registry=registry)
-        ExperimentManager("churn", tracking_uri="http://127.0.0.1:5000")
-        ExperimentManager(experiment_name="churn")                  # uses $MLFLOW_TRACKING_URI
-        ExperimentManager(registry)   # deprecated: DeprecationWarning, use registry=registry
+    The old positional form still works but warns:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     old = ExperimentManager(registry)
+    >>> caught[0].category.__name__, old.experiment_name
+    ('DeprecationWarning', 'hokusai-default')
+
+    Ambiguous calls are refused with the fix in the message:
+
+    >>> ExperimentManager(42)
+    Traceback (most recent call last):
+    ...
+    TypeError: the first argument must be an experiment name (str) or a registry with a \
+tracking_uri, got int: 42; use ExperimentManager('my-experiment', registry=registry) or \
+ExperimentManager(registry=registry)
 
     Usage::
 

@@ -20,8 +20,9 @@ from .proxy import FlakyProxy
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(max_attempts=3, initial_backoff=0.02, max_backoff=0.05, deadline=5,
-                   attempt_timeout=5)
+FAST = RetryPolicy(
+    max_attempts=3, initial_backoff=0.02, max_backoff=0.05, deadline=5, attempt_timeout=5
+)
 
 
 def registry_via(url: str, metrics: SdkMetrics, outbox: Path, **kw: object) -> ModelRegistry:
@@ -47,7 +48,10 @@ def test_register_with_tags_aliases_and_from_a_run(
 ) -> None:
     reg = registry_via(mlflow_server.url, metrics, outbox_path)
     first = reg.register_model(
-        model_name, "s3://bucket/m/1", tags={"team": "ml"}, aliases=["candidate"],
+        model_name,
+        "s3://bucket/m/1",
+        tags={"team": "ml"},
+        aliases=["candidate"],
         description="first",
     )
     assert (first.status, first.version) == ("registered", "1")
@@ -69,7 +73,10 @@ def test_register_with_tags_aliases_and_from_a_run(
 
 
 def test_lost_response_retry_yields_exactly_one_version(
-    mlflow_server: MlflowServer, proxy: FlakyProxy, metrics: SdkMetrics, outbox_path: Path,
+    mlflow_server: MlflowServer,
+    proxy: FlakyProxy,
+    metrics: SdkMetrics,
+    outbox_path: Path,
     model_name: str,
 ) -> None:
     reg = registry_via(proxy.url, metrics, outbox_path)
@@ -92,7 +99,10 @@ def test_lost_response_retry_yields_exactly_one_version(
 
 
 def test_validation_error_is_not_retried_nor_spooled(
-    mlflow_server: MlflowServer, proxy: FlakyProxy, metrics: SdkMetrics, outbox_path: Path,
+    mlflow_server: MlflowServer,
+    proxy: FlakyProxy,
+    metrics: SdkMetrics,
+    outbox_path: Path,
     model_name: str,
 ) -> None:
     reg = registry_via(proxy.url, metrics, outbox_path)
@@ -106,7 +116,10 @@ def test_validation_error_is_not_retried_nor_spooled(
 
 
 def test_503s_are_retried_then_spooled_and_flushed_once(
-    mlflow_server: MlflowServer, proxy: FlakyProxy, metrics: SdkMetrics, outbox_path: Path,
+    mlflow_server: MlflowServer,
+    proxy: FlakyProxy,
+    metrics: SdkMetrics,
+    outbox_path: Path,
     model_name: str,
 ) -> None:
     reg = registry_via(proxy.url, metrics, outbox_path)
@@ -114,10 +127,14 @@ def test_503s_are_retried_then_spooled_and_flushed_once(
     receipt = reg.register_model(model_name, "s3://bucket/m/1")
     assert receipt.pending and receipt.reason == "HTTP 503"
     assert len(proxy.requests) == FAST.max_attempts  # our retries, none of MLflow's own
-    assert sample(metrics, "hokusai_sdk_retries_total", operation="register_model",
-                  cause="HTTP 503") == FAST.max_attempts - 1
-    assert sample(metrics, "hokusai_sdk_calls_total", operation="register_model",
-                  outcome="spooled") == 1
+    assert (
+        sample(metrics, "hokusai_sdk_retries_total", operation="register_model", cause="HTTP 503")
+        == FAST.max_attempts - 1
+    )
+    assert (
+        sample(metrics, "hokusai_sdk_calls_total", operation="register_model", outcome="spooled")
+        == 1
+    )
     proxy.mode = "pass"
     report = reg.flush()
     assert [r.version for r in report.registered] == ["1"]
@@ -125,12 +142,16 @@ def test_503s_are_retried_then_spooled_and_flushed_once(
 
 
 def test_breaker_opens_fails_fast_and_recovers(
-    mlflow_server: MlflowServer, proxy: FlakyProxy, metrics: SdkMetrics, outbox_path: Path,
+    mlflow_server: MlflowServer,
+    proxy: FlakyProxy,
+    metrics: SdkMetrics,
+    outbox_path: Path,
     model_name: str,
 ) -> None:
     breaker = CircuitBreaker(proxy.url, failure_threshold=2, reset_timeout=0.5)
-    reg = registry_via(proxy.url, metrics, outbox_path, breaker=breaker,
-                       retry_policy=RetryPolicy(max_attempts=1))
+    reg = registry_via(
+        proxy.url, metrics, outbox_path, breaker=breaker, retry_policy=RetryPolicy(max_attempts=1)
+    )
     proxy.mode = "refuse"
     for _ in range(2):
         assert reg.register_model(model_name, "s3://bucket/m/x").pending
@@ -155,4 +176,6 @@ def test_breaker_opens_fails_fast_and_recovers(
     report = reg.flush()
     assert len(report.registered) == 3 and report.still_pending == 0
     keys = [k for _, k in versions(mlflow_server, model_name)]
-    assert sorted(keys) == sorted([ok.idempotency_key, *(r.idempotency_key for r in report.registered)])
+    assert sorted(keys) == sorted(
+        [ok.idempotency_key, *(r.idempotency_key for r in report.registered)]
+    )
