@@ -34,7 +34,9 @@ def inventory_host(name: str) -> testinfra.host.Host:
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, interval: float = 1.0, what: str = "condition") -> T:
+def wait_for(
+    probe: Callable[[], T | None], timeout: float, interval: float = 1.0, what: str = "condition"
+) -> T:
     """Call PROBE until it returns a truthy value; raise TimeoutError after TIMEOUT seconds.
 
     Exceptions raised by PROBE count as "not yet" and the last one is reported.
