@@ -23,17 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlflow import MlflowClient
+from prometheus_client import CollectorRegistry
+
+from hokusai.breaker import CircuitBreaker
+from hokusai.core import ModelRegistry
+from hokusai.metrics import SdkMetrics
+from hokusai.resilience import RetryPolicy
+
 SDK_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(SDK_DIR))  # for tests.integration.mlflow_server
-
-from mlflow import MlflowClient  # noqa: E402 -- after the path tweak
-from prometheus_client import CollectorRegistry  # noqa: E402
-from tests.integration.mlflow_server import MlflowServer  # noqa: E402
-
-from hokusai.breaker import CircuitBreaker  # noqa: E402
-from hokusai.core import ModelRegistry  # noqa: E402
-from hokusai.metrics import SdkMetrics  # noqa: E402
-from hokusai.resilience import RetryPolicy  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -48,6 +46,8 @@ def main() -> int:
     parser.add_argument("--drain", type=int, default=200, help="registrations to spool and drain")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    sys.path.insert(0, str(SDK_DIR))  # the test suite's server helper, shared on purpose
+    from tests.integration.mlflow_server import MlflowServer
 
     with tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp:
         server = MlflowServer(Path(tmp) / "server")

@@ -78,14 +78,20 @@ class CircuitBreaker:
         self._successes = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
-        self._listeners: list[Callable[[str, BreakerState], None]] = []
+        self._listeners: dict[object, Callable[[str, BreakerState], None]] = {}
         if on_state_change is not None:
-            self._listeners.append(on_state_change)
+            self._listeners[object()] = on_state_change
 
-    def add_listener(self, listener: Callable[[str, BreakerState], None]) -> None:
-        """Call ``listener(name, new_state)`` on every state change (and once now)."""
+    def add_listener(
+        self, listener: Callable[[str, BreakerState], None], *, key: object = None
+    ) -> None:
+        """Call ``listener(name, new_state)`` on every state change (and once now).
+
+        A later listener with the same (hashable) *key* replaces the earlier one, so objects
+        created repeatedly against one shared breaker do not pile up listeners.
+        """
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners[object() if key is None else key] = listener
             state = self._state
         listener(self.name, state)
 
@@ -99,7 +105,7 @@ class CircuitBreaker:
         if state == self._state:
             return lambda: None
         self._state = state
-        listeners = list(self._listeners)
+        listeners = list(self._listeners.values())
 
         def notify() -> None:
             for listener in listeners:

@@ -162,11 +162,18 @@ class Outbox:
         return rows == 1
 
     def entries(
-        self, state: OutboxState | None = "pending", tracking_uri: str | None = None
+        self,
+        state: OutboxState | None = "pending",
+        tracking_uri: str | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> list[PendingRegistration]:
         """Rows in *state* (all states if ``None``), oldest first."""
         sql = "SELECT * FROM registrations WHERE 1=1"
         params: list[object] = []
+        if idempotency_key is not None:
+            sql += " AND idempotency_key = ?"
+            params.append(idempotency_key)
         if state is not None:
             sql += " AND state = ?"
             params.append(state)
@@ -204,10 +211,8 @@ class Outbox:
         return result
 
     def get(self, idempotency_key: str) -> PendingRegistration | None:
-        for reg in self.entries(state=None):
-            if reg.idempotency_key == idempotency_key:
-                return reg
-        return None
+        found = self.entries(state=None, idempotency_key=idempotency_key)
+        return found[0] if found else None
 
     def mark_done(self, idempotency_key: str, *, version: str) -> None:
         """MLflow acknowledged the version: the row is never replayed again."""

@@ -135,7 +135,8 @@ class Resilience:
         self.breaker = breaker
         self.metrics = metrics
         self._sleep = sleep
-        breaker.add_listener(self._on_state_change)
+        # one gauge updater per (metrics registry, URI), however many clients share the breaker
+        breaker.add_listener(self._on_state_change, key=(id(metrics.registry), tracking_uri))
 
     def _on_state_change(self, name: str, state: str) -> None:
         self.metrics.set_circuit_state(self.tracking_uri, state)

@@ -118,3 +118,13 @@ def test_listener_added_later_gets_current_state() -> None:
     seen: list[str] = []
     b.add_listener(lambda _n, s: seen.append(s))
     assert seen == ["open"]
+
+
+def test_keyed_listeners_replace_each_other() -> None:
+    b, _ = make(Clock(), failure_threshold=1)
+    first: list[str] = []
+    second: list[str] = []
+    b.add_listener(lambda _n, s: first.append(s), key="gauge")
+    b.add_listener(lambda _n, s: second.append(s), key="gauge")
+    b.record_failure()
+    assert (first, second) == (["closed"], ["closed", "open"])

@@ -203,3 +203,19 @@ def test_cli_status(
     assert rc == 1 and "pending=1" in out and receipt.idempotency_key in out
     assert cli_main(["--path", str(tmp_path / "o.sqlite3"), "status", "--json"]) == 1
     assert '"pending": 1' in capsys.readouterr().out
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "hokusai-outbox"
+    done = subprocess.run(
+        [str(script), "--path", str(tmp_path / "o.sqlite3"), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "failed=0 pending=0" in done.stdout
