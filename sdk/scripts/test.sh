@@ -19,7 +19,14 @@ if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null || true)" != 
     echo "==> creating venv at $venv (requirements hash $want_hash)"
     rm -rf "$venv"
     mkdir -p "$(dirname "$venv")"
-    "$python" -m venv "$venv"
+    if ! "$python" -m venv "$venv"; then
+        # Debian's python3 without the python3-venv package has no ensurepip: build the venv
+        # without pip and let the system pip install pip into it.
+        echo "==> 'python3 -m venv' failed; bootstrapping pip into the venv with the system pip"
+        rm -rf "$venv"
+        "$python" -m venv --without-pip "$venv"
+        "$python" -m pip --python "$venv/bin/python" install --quiet "pip==24.3.1"
+    fi
     "$venv/bin/python" -m pip install --quiet -r "$req"
     echo "$want_hash" > "$stamp"
 fi
