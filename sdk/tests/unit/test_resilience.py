@@ -194,3 +194,21 @@ def test_user_setting_is_kept_and_the_multiplication_logged(
     import os
 
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"
+
+
+def test_latency_histogram_and_exposition(metrics: SdkMetrics, breaker: CircuitBreaker) -> None:
+    from prometheus_client import generate_latest
+
+    r, _ = make(metrics, breaker)
+    r.call("op", lambda n: n)
+    assert sample(metrics, "hokusai_sdk_call_duration_seconds_count", operation="op") == 1
+    metrics.outbox_depth.labels(outbox="/tmp/o").set(3)
+    text = generate_latest(metrics.registry).decode()
+    for name in (
+        "hokusai_sdk_calls_total",
+        "hokusai_sdk_call_duration_seconds_bucket",
+        "hokusai_sdk_retries_total",
+        "hokusai_sdk_circuit_state",
+        "hokusai_sdk_outbox_depth",
+    ):
+        assert name in text
