@@ -86,7 +86,9 @@ def _flush(outbox: Outbox, tracking_uri: str | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hokusai-outbox", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="hokusai-outbox", description="Inspect and replay the local registration outbox."
+    )
     parser.add_argument(
         "--path", default=None, help=f"outbox file (default: {default_outbox_path()})"
     )
