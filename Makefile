@@ -15,7 +15,7 @@ export PY_COLORS := 0
 
 LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order.
-SCENARIOS ?= etcd
+SCENARIOS ?= etcd patroni
 FIGURES := .lab-figures
 
 .PHONY: help
@@ -33,6 +33,17 @@ $(VENV)/.stamp: requirements.txt
 .PHONY: venv
 venv: $(VENV)/.stamp ## Controller venv (ansible, molecule, linters)
 
+# Wheels for Python services installed on lab/Molecule hosts without a package
+# index (pip inside the containers may not reach one). Cached outside the clone.
+WHEELS ?= /var/cache/hokusai/wheels
+export HOKUSAI_WHEELS_DIR := $(WHEELS)
+
+.PHONY: wheels
+wheels: ## Build the pinned wheels lab hosts install offline (Patroni)
+	@echo "==> wheels for Patroni into $(WHEELS)/patroni"
+	@mkdir -p $(WHEELS)/patroni
+	@$(PYTHON) -m pip wheel -q --no-deps -w $(WHEELS)/patroni -r roles/patroni/files/requirements.txt
+
 .PHONY: engine
 engine: ## Make a Docker engine answer (installs and starts docker.io if needed)
 	@tests/lab/lab-engine.sh engine
@@ -43,7 +54,7 @@ image: engine ## Build the lab base image (cached by recipe hash)
 
 # --- the lab ---------------------------------------------------------------
 .PHONY: lab
-lab: venv image ## Bring up the whole stack on local containers and print endpoints
+lab: venv image wheels ## Bring up the whole stack on local containers and print endpoints
 	@mkdir -p $(FIGURES)
 	@start=$$(date +%s); \
 	  $(MAKE) --no-print-directory lab-hosts; \
@@ -84,7 +95,7 @@ sdk-test: ## SDK: ruff, mypy --strict, unit and integration tests against a real
 	@echo "==> sdk tests"; sdk/scripts/test.sh
 
 .PHONY: molecule
-molecule: venv image ## Molecule scenarios in $(SCENARIOS)
+molecule: venv image wheels ## Molecule scenarios in $(SCENARIOS)
 	@for s in $(SCENARIOS); do \
 	  echo "==> molecule test -s $$s"; t0=$$(date +%s); \
 	  molecule test -s $$s; \

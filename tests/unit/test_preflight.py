@@ -19,7 +19,10 @@ def run_site(tmp_path: Path, groups: dict[str, list[str]]) -> subprocess.Complet
     hosts = {h for members in groups.values() for h in members}
     inventory = {
         "all": {
-            "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            },
             "hosts": {h: {} for h in sorted(hosts)},
             "children": {g: {"hosts": {h: {} for h in members}} for g, members in groups.items()},
         }
