@@ -90,6 +90,8 @@ def test_writes_continue_with_one_member_stopped_and_it_catches_up(members):
         got = rejoined.run(f"{ETCDCTL} get /hokusai-test/{run}/19 --print-value-only --consistency=s")
         return got.rc == 0 and got.stdout.strip() == "v19"
 
-    wait_for(caught_up, timeout=90, interval=2, what="etcd-3 rejoining with the writes made while it was down")
+    wait_for(
+        caught_up, timeout=90, interval=2, what="etcd-3 rejoining with the writes made while it was down"
+    )
     report = json.loads(etcdctl(writer, "endpoint health --cluster -w json"))
     assert all(entry["health"] for entry in report), report
