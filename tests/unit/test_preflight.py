@@ -7,15 +7,20 @@ in preflight, so no host is ever touched.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# The ansible-playbook of the venv running the tests, whatever PATH says.
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 
-def run_site(tmp_path: Path, groups: dict[str, list[str]]) -> subprocess.CompletedProcess[str]:
+def run_site(
+    tmp_path: Path, groups: dict[str, list[str]], extra_vars: dict | None = None
+) -> subprocess.CompletedProcess[str]:
     hosts = {h for members in groups.values() for h in members}
     inventory = {
         "all": {
@@ -27,9 +32,11 @@ def run_site(tmp_path: Path, groups: dict[str, list[str]]) -> subprocess.Complet
             "children": {g: {"hosts": {h: {} for h in members}} for g, members in groups.items()},
         }
     }
+    if extra_vars:
+        inventory["all"]["vars"].update(extra_vars)
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), "site.yml"],
+        [ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.yml"), "site.yml"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -57,3 +64,48 @@ def test_even_etcd_group_is_refused(tmp_path: Path, members: list[str]) -> None:
     assert_stopped_unchanged(result)
     assert "odd number of members" in result.stdout
     assert f"has {len(members)}" in result.stdout
+
+
+DB = ["d1", "d2", "d3"]
+GOOD_SECRETS = {
+    "patroni_superuser_password": "s3cret-superuser-0001",
+    "patroni_replication_password": "s3cret-replication-01",
+    "patroni_restapi_password": "s3cret-restapi-000001",
+    "patroni_app_db_password": "s3cret-mlflow-0000001",
+    "patroni_monitoring_password": "s3cret-monitor-000001",
+}
+
+
+@pytest.mark.parametrize(
+    ("groups", "extra", "message"),
+    [
+        ({"etcd": DB, "postgres": DB[:2], "mlflow": ["m1"]}, GOOD_SECRETS, "at least 3 database nodes"),
+        (
+            {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
+            {**GOOD_SECRETS, "patroni_superuser_password": ""},
+            "patroni_superuser_password is empty, shorter than 12",
+        ),
+        (
+            {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
+            {**GOOD_SECRETS, "patroni_restapi_password": "password"},
+            "patroni_restapi_password is empty, shorter than 12",
+        ),
+        (
+            {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
+            {**GOOD_SECRETS, "patroni_retry_timeout": 10},
+            "loop_wait + 2 * retry_timeout <= ttl",
+        ),
+        ({"etcd": DB, "postgres": DB, "mlflow": []}, GOOD_SECRETS, "no hosts in group 'mlflow'"),
+    ],
+    ids=[
+        "two-db-nodes",
+        "empty-superuser-password",
+        "default-restapi-password",
+        "timer-rule",
+        "no-mlflow-hosts",
+    ],
+)
+def test_patroni_bad_input_is_refused(tmp_path: Path, groups: dict, extra: dict, message: str) -> None:
+    result = run_site(tmp_path, groups, {**extra, "hokusai_required_groups": ["etcd", "postgres", "mlflow"]})
+    assert_stopped_unchanged(result)
+    assert message in result.stdout + result.stderr
