@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import testinfra
 
-__all__ = ["container_stopped", "docker", "inventory_host", "wait_for"]
+__all__ = ["container_stopped", "containers_stopped", "docker", "inventory_host", "wait_for"]
 
 T = TypeVar("T")
 
@@ -64,3 +64,13 @@ def container_stopped(name: str) -> Iterator[None]:
         yield
     finally:
         docker("start", name)
+
+
+@contextmanager
+def containers_stopped(*names: str) -> Iterator[None]:
+    """Stop several containers together for the duration of the block, then start them again."""
+    docker("stop", "--time", "10", *names)
+    try:
+        yield
+    finally:
+        docker("start", *names)
