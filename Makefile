@@ -105,3 +105,10 @@ molecule: venv image wheels ## Molecule scenarios in $(SCENARIOS)
 .PHONY: test
 test: lint unit sdk-test molecule ## Everything CI runs
 	@echo "==> all test stages passed"
+
+# --- heavier suites (not part of `make test`) --------------------------------
+.PHONY: bench-failover
+bench-failover: venv image wheels ## Failover figures: crash, host loss, switchover; default vs chosen timers
+	@molecule create -s patroni && molecule converge -s patroni
+	@python tests/bench/failover_bench.py --runs $${RUNS:-3}
+	@molecule destroy -s patroni

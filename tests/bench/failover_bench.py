@@ -74,7 +74,15 @@ def healthy() -> bool:
 
 
 def secret(name: str) -> str:
-    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / name).read_text().split()[0]
+    """A password the scenario generated (molecule.yml password lookups)."""
+    if "MOLECULE_EPHEMERAL_DIRECTORY" in os.environ:
+        base = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    else:
+        found = sorted(Path.home().glob(".ansible/tmp/molecule.*.patroni"))
+        if not found:
+            raise SystemExit("no converged patroni scenario: run `molecule converge -s patroni` first")
+        base = found[-1]
+    return (base / "secrets" / name).read_text().split()[0]
 
 
 def app_dsn() -> str:
