@@ -172,6 +172,28 @@ def test_every_alert_rule_is_loaded_with_its_labels(mon):
     assert durations["PostgresDown"] == 60  # the shipped value
 
 
+def test_reload_keeps_process_and_data(mon):
+    """The role's handlers reload (SIGHUP) instead of restarting: same process, history intact."""
+
+    def scalar(query: str) -> float:
+        return float(prom(mon, "/api/v1/query", query=query)["result"][0]["value"][1])
+
+    started = scalar('process_start_time_seconds{job="prometheus"}')
+    before = scalar("prometheus_tsdb_head_series")
+    last_reload = scalar("prometheus_config_last_reload_success_timestamp_seconds")
+    mon.check_output("systemctl reload prometheus")
+    wait_for(
+        lambda: scalar("prometheus_config_last_reload_success_timestamp_seconds") > last_reload,
+        timeout=30,
+        what="a successful configuration reload",
+    )
+    assert scalar("prometheus_config_last_reload_successful") == 1
+    assert scalar('process_start_time_seconds{job="prometheus"}') == started
+    # Samples scraped before the reload are still there.
+    assert scalar('count_over_time(up{job="node"}[10m])') > 0
+    assert scalar("prometheus_tsdb_head_series") >= before
+
+
 def test_watchdog_reaches_the_receiver(mon):
     note = wait_for(
         lambda: find(notifications(mon), "Watchdog", "firing"),
