@@ -174,9 +174,13 @@ def test_readiness_fails_without_database_while_health_still_ok(nodes):
 @pytest.mark.parametrize("name", INSTANCES)
 def test_prometheus_metrics(nodes, name, admin):
     # basic-auth covers /metrics too: Prometheus scrapes with a user of its own.
-    anonymous = nodes[LB].check_output(f"curl -sS -o /dev/null -w '%{{http_code}}' http://{address(name)}:5000/metrics")
+    anonymous = nodes[LB].check_output(
+        f"curl -sS -o /dev/null -w '%{{http_code}}' http://{address(name)}:5000/metrics"
+    )
     assert anonymous == "401"
-    out = nodes[LB].check_output(f"curl -sS --max-time 10 -u {admin[0]}:{admin[1]} http://{address(name)}:5000/metrics")
+    out = nodes[LB].check_output(
+        f"curl -sS --max-time 10 -u {admin[0]}:{admin[1]} http://{address(name)}:5000/metrics"
+    )
     assert "mlflow_http_request" in out
 
 
@@ -240,7 +244,8 @@ def test_end_to_end_run_artifact_and_model_version(nodes, admin):
     docker("cp", str(Path(__file__).with_name("e2e_client.py")), "mlflow-1:/var/tmp/e2e_client.py")
     docker("cp", str(CA), "mlflow-1:/var/tmp/lab-ca.crt")
     env = (
-        f"MLFLOW_TRACKING_URI=https://{LB} MLFLOW_TRACKING_USERNAME={admin[0]} MLFLOW_TRACKING_PASSWORD={admin[1]} "
+        f"MLFLOW_TRACKING_URI=https://{LB} "
+        f"MLFLOW_TRACKING_USERNAME={admin[0]} MLFLOW_TRACKING_PASSWORD={admin[1]} "
         "MLFLOW_TRACKING_SERVER_CERT_PATH=/var/tmp/lab-ca.crt MLFLOW_HTTP_REQUEST_MAX_RETRIES=0"
     )
     size = 6 * 1024 * 1024

@@ -116,7 +116,7 @@ def serve(listen: str, ttl: float) -> None:
     cache = _Cache(ttl)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             if self.path.split("?")[0] not in ("/ready", "/"):
                 self.send_error(404)
                 return
