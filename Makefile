@@ -15,7 +15,7 @@ export PY_COLORS := 0
 
 LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order.
-SCENARIOS ?= etcd patroni
+SCENARIOS ?= etcd patroni monitoring
 FIGURES := .lab-figures
 
 .PHONY: help
@@ -87,8 +87,9 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	@echo "==> ruff"; ruff check . && ruff format --check .
 
 .PHONY: unit
-unit: venv ## pytest unit tests (tests/unit)
+unit: venv ## pytest unit tests (tests/unit) and promtool rule tests (tests/rules)
 	@echo "==> pytest tests/unit"; pytest -q tests/unit
+	@echo "==> promtool test rules (tests/rules)"; tests/rules/run.sh
 
 .PHONY: sdk-test
 sdk-test: ## SDK: ruff, mypy --strict, unit and integration tests against a real mlflow server

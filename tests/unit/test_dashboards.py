@@ -1,4 +1,4 @@
-"""Static checks of the Grafana dashboards and provisioning files (dashboards/).
+"""Static checks of the Grafana dashboards and provisioning files (roles/prometheus/files/grafana/).
 
 The live check — every panel query evaluated by a real Prometheus — is
 molecule/monitoring/tests/test_dashboards.py.
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DIR = ROOT / "dashboards"
+DIR = ROOT / "roles" / "prometheus" / "files" / "grafana"
 BOARDS = sorted(DIR.glob("*.json"))
 
 

@@ -1,4 +1,4 @@
-"""Run every Grafana panel query (dashboards/*.json) against the scenario's
+"""Run every Grafana panel query (roles/prometheus/files/grafana/*.json) against the scenario's
 Prometheus as a range query, as Grafana would, and fail on any query error.
 Empty results are fine: most components are not installed in this scenario."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from labtools import inventory_host
 
-DASHBOARDS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "dashboards"
+DASHBOARDS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "roles" / "prometheus" / "files" / "grafana"
 # Grafana's built-in interval variables, replaced as Grafana would at a 15 s step.
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 

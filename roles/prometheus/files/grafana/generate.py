@@ -1,6 +1,6 @@
 """Generate the Grafana dashboards in this directory (edit this file, not the JSON).
 
-Usage: python3 dashboards/generate.py   (rewrites dashboards/*.json)
+Usage: python3 roles/prometheus/files/grafana/generate.py   (rewrites the *.json beside it)
 
 Every panel queries the datasource variable ${datasource} (uid `prometheus` in
 provisioning/datasources/prometheus.yml). Queries use only Grafana's
