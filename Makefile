@@ -15,7 +15,7 @@ export PY_COLORS := 0
 
 LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order.
-SCENARIOS ?= etcd patroni monitoring
+SCENARIOS ?= etcd patroni minio mlflow monitoring
 FIGURES := .lab-figures
 
 .PHONY: help
@@ -39,10 +39,15 @@ WHEELS ?= /var/cache/hokusai/wheels
 export HOKUSAI_WHEELS_DIR := $(WHEELS)
 
 .PHONY: wheels
-wheels: ## Build the pinned wheels lab hosts install offline (Patroni)
-	@echo "==> wheels for Patroni into $(WHEELS)/patroni"
-	@mkdir -p $(WHEELS)/patroni
-	@$(PYTHON) -m pip wheel -q --no-deps -w $(WHEELS)/patroni -r roles/patroni/files/requirements.txt
+wheels: ## Build the pinned wheels lab hosts install offline (Patroni, MLflow)
+	@for c in patroni mlflow; do \
+	  echo "==> wheels for $$c into $(WHEELS)/$$c"; mkdir -p $(WHEELS)/$$c; \
+	  $(PYTHON) -m pip wheel -q --no-deps -w $(WHEELS)/$$c -r roles/$$c/files/requirements.txt; \
+	done
+
+.PHONY: minio-bin
+minio-bin: ## Build MinIO and mc from source (Go module proxy), cached in /var/cache/hokusai
+	@tests/lab/build-minio.sh
 
 .PHONY: engine
 engine: ## Make a Docker engine answer (installs and starts docker.io if needed)
@@ -54,7 +59,7 @@ image: engine ## Build the lab base image (cached by recipe hash)
 
 # --- the lab ---------------------------------------------------------------
 .PHONY: lab
-lab: venv image wheels ## Bring up the whole stack on local containers and print endpoints
+lab: venv image wheels minio-bin ## Bring up the whole stack on local containers and print endpoints
 	@mkdir -p $(FIGURES)
 	@start=$$(date +%s); \
 	  $(MAKE) --no-print-directory lab-hosts; \
@@ -96,7 +101,7 @@ sdk-test: ## SDK: ruff, mypy --strict, unit and integration tests against a real
 	@echo "==> sdk tests"; sdk/scripts/test.sh
 
 .PHONY: molecule
-molecule: venv image wheels ## Molecule scenarios in $(SCENARIOS)
+molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 	@for s in $(SCENARIOS); do \
 	  echo "==> molecule test -s $$s"; t0=$$(date +%s); \
 	  molecule test -s $$s; \
