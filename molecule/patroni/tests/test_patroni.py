@@ -113,6 +113,25 @@ def test_pg_hba_refuses_the_app_user_from_a_database_node(client, app_dsn):
     assert "no pg_hba.conf entry" in result.stderr
 
 
+def switchover(candidate: str) -> subprocess.CompletedProcess[str]:
+    """Run playbooks/switchover.yml against this scenario's inventory."""
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "playbooks/switchover.yml",
+            "-e",
+            f"switchover_candidate={candidate}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def run_writer(client, app_dsn: str, tag: str) -> tuple[str, str]:
     log, stop = f"/var/tmp/writer-{tag}.log", f"/var/tmp/writer-{tag}.stop"
     client.run(f"rm -f {log} {stop}")
@@ -180,21 +199,7 @@ def test_switchover_playbook_moves_the_leader_without_losing_writes(client, app_
     log, stop = run_writer(client, app_dsn, "switchover")
     try:
         wait_for(lambda: len(acked(client, log)) >= 20, timeout=30, what="writer warm-up")
-        proc = subprocess.run(
-            [
-                "ansible-playbook",
-                "-i",
-                os.environ["MOLECULE_INVENTORY_FILE"],
-                "playbooks/switchover.yml",
-                "-e",
-                f"switchover_candidate={candidate}",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        proc = switchover(candidate)
         assert proc.returncode == 0, proc.stdout[-3000:]
         time.sleep(2)
     finally:
@@ -211,20 +216,6 @@ def test_switchover_playbook_moves_the_leader_without_losing_writes(client, app_
 @pytest.mark.parametrize("role", ["leader", "replica"])
 def test_switchover_refuses_the_leader_or_an_async_replica(role):
     target = next(m["name"] for m in cluster(live_node())["members"] if m["role"] == role)
-    proc = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "playbooks/switchover.yml",
-            "-e",
-            f"switchover_candidate={target}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = switchover(target)
     assert proc.returncode != 0
     assert "Refusing the switchover" in proc.stdout + proc.stderr
