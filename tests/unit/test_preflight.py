@@ -73,6 +73,11 @@ GOOD_SECRETS = {
     "patroni_restapi_password": "s3cret-restapi-000001",
     "patroni_app_db_password": "s3cret-mlflow-0000001",
     "patroni_monitoring_password": "s3cret-monitor-000001",
+    # The MLflow group is present in these inventories, so its secrets must be set too.
+    "mlflow_db_password": "s3cret-mlflow-db-0001",
+    "mlflow_s3_secret_key": "s3cret-mlflow-s3-0001",
+    "mlflow_secret_key": "s3cret-mlflow-flask-01",
+    "mlflow_auth_admin_password": "s3cret-mlflow-admin-1",
 }
 
 
@@ -109,3 +114,30 @@ def test_patroni_bad_input_is_refused(tmp_path: Path, groups: dict, extra: dict,
     result = run_site(tmp_path, groups, {**extra, "hokusai_required_groups": ["etcd", "postgres", "mlflow"]})
     assert_stopped_unchanged(result)
     assert message in result.stdout + result.stderr
+
+
+def test_example_inventory_without_vault_is_refused() -> None:
+    """The production-shaped inventory references vault variables; without the vault it stops."""
+    result = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", "inventories/example", "site.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert_stopped_unchanged(result)
+    assert "Secrets not set: patroni_superuser_password (group postgres:" in result.stdout
+    assert "mlflow_auth_admin_password (group mlflow:" in result.stdout
+
+
+def test_secret_from_a_missing_vault_variable_is_refused(tmp_path: Path) -> None:
+    """A secret that points at an undefined vault variable counts as unset, and is named."""
+    secrets = {**GOOD_SECRETS, "patroni_restapi_password": "{{ vault_patroni_restapi_password }}"}
+    result = run_site(
+        tmp_path,
+        {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
+        {**secrets, "hokusai_required_groups": ["etcd", "postgres", "mlflow"]},
+    )
+    assert_stopped_unchanged(result)
+    assert "Secrets not set: patroni_restapi_password (group postgres: d1, d2, d3)." in result.stdout
