@@ -10,12 +10,12 @@ short_description: Report the health of an etcd cluster (members, leader, each m
 description:
   - Reads the member list (C(/v2/members)) from the first endpoint that answers, then asks every
     member for C(/health) and C(/v2/stats/self) over its client URL.
-  - Uses the v2 HTTP API and C(/health) only: the etcd 3.4 build in Debian has no v3 gRPC-JSON
+  - Uses the v2 HTTP API and C(/health) only. The etcd 3.4 build in Debian has no v3 gRPC-JSON
     gateway, so C(/v3/...) HTTP paths answer 404.
   - The cluster is healthy when the member list is known, every member answers C(/health) with
     C(true), every member names the same leader, that leader is a member, and every given
     endpoint is a member.
-  - Reports only: an unhealthy cluster is a normal result (C(healthy=false)), never a failure of
+  - Reports only; an unhealthy cluster is a normal result (C(healthy=false)), never a failure of
     the module. The playbook decides what to do with it.
 author:
   - Hokusai ML platform team

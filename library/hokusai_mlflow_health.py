@@ -9,9 +9,9 @@ module: hokusai_mlflow_health
 short_description: Report MLflow health (instance readiness, authenticated API through the load balancer)
 description:
   - With O(ready_url), asks one instance's readiness service (role mlflow, port 5001, C(/ready)).
-    It answers 200 with C({"ready": true, "checks": {...}}) when the database (connection and
-    schema revision), the artifact store (write, read back, delete) and the local server all
-    work, and 503 with the failed checks otherwise; each failed check is reported by name.
+    It answers 200 with a JSON report (C(ready) true, one entry per check) when the database
+    (connection and schema revision), the artifact store (write, read back, delete) and the local
+    server all work, and 503 with the failed checks otherwise; each failed check is reported.
   - With O(api_url), calls the MLflow REST API (C(GET /api/2.0/mlflow/experiments/search?max_results=1))
     through the load balancer twice, with basic authentication (must answer 200) and anonymously
     (must answer 401; a 200 means authentication is off, which is reported as unhealthy).
