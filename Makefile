@@ -59,17 +59,8 @@ image: engine ## Build the lab base image (cached by recipe hash)
 
 # --- the lab ---------------------------------------------------------------
 .PHONY: lab
-lab: venv image wheels minio-bin ## Bring up the whole stack on local containers and print endpoints
-	@mkdir -p $(FIGURES)
-	@start=$$(date +%s); \
-	  $(MAKE) --no-print-directory lab-hosts; \
-	  hosts=$$(date +%s); \
-	  echo "==> ansible-playbook site.yml -i $(LAB_INVENTORY)"; \
-	  ansible-playbook site.yml -i $(LAB_INVENTORY); \
-	  done=$$(date +%s); \
-	  printf 'lab_hosts_s=%s\nsite_s=%s\n' $$((hosts - start)) $$((done - hosts)) > $(FIGURES)/last-run; \
-	  echo "==> lab hosts ready in $$((hosts - start)) s, site.yml converged in $$((done - hosts)) s"
-	@$(MAKE) --no-print-directory lab-summary
+lab: venv image wheels minio-bin ## Bring up the whole stack on local containers: site.yml, re-run, health, endpoints, figures
+	@tests/lab/deploy.sh
 
 .PHONY: lab-hosts
 lab-hosts: venv image ## Create the lab containers only
@@ -77,8 +68,12 @@ lab-hosts: venv image ## Create the lab containers only
 	@ansible-playbook -i $(LAB_INVENTORY) tests/lab/lab.yml
 
 .PHONY: lab-summary
-lab-summary: venv ## Print endpoints and health of the running lab
+lab-summary: venv ## Print endpoints of the running lab and the last deploy figures
 	@ansible-playbook -i $(LAB_INVENTORY) tests/lab/summary.yml
+
+.PHONY: health
+health: venv ## playbooks/health.yml against the lab: one table, fails naming what is unhealthy
+	@ansible-playbook -i $(LAB_INVENTORY) playbooks/health.yml
 
 .PHONY: lab-destroy
 lab-destroy: venv ## Remove the lab containers and network (keeps .secrets/)
@@ -108,8 +103,21 @@ molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 	  echo "==> scenario $$s passed in $$(( $$(date +%s) - t0 )) s"; \
 	done
 
+.PHONY: e2e
+e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, auth), MinIO, health.yml
+	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
+	  echo "==> pytest tests/e2e (SDK venv $$venv)"; \
+	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -p no:cacheprovider .
+
+.PHONY: lab-test
+lab-test: venv image wheels minio-bin ## The whole stack from fresh lab hosts (timed), idempotent re-run, health, e2e
+	@echo "==> lab-test: removing any previous lab, then make lab from fresh hosts"
+	@$(MAKE) --no-print-directory lab-destroy
+	@tests/lab/deploy.sh
+	@$(MAKE) --no-print-directory e2e
+
 .PHONY: test
-test: lint unit sdk-test molecule ## Everything CI runs
+test: lint unit sdk-test molecule lab-test ## Everything CI runs
 	@echo "==> all test stages passed"
 
 # --- heavier suites (not part of `make test`) --------------------------------
