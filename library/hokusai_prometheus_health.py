@@ -117,7 +117,12 @@ def target_checks(targets_doc, targets_error=None):
     ]
     down.sort(key=lambda d: (d["job"] or "", d["instance"] or ""))
     up = len(active) - len(down)
-    checks = [check("targets", bool(active), f"{up}/{len(active)} up" if active else "no active targets")]
+    # The count is a row of its own only when no target is down; otherwise each down target is one.
+    checks = (
+        []
+        if down
+        else [check("targets", bool(active), f"{up}/{len(active)} up" if active else "no active targets")]
+    )
     for d in down:
         reason = d["error"] or d["health"]
         checks.append(check(f"target {d['job']}/{d['instance']}", False, f"{d['health']} ({reason})"))
@@ -145,7 +150,7 @@ def alert_checks(alerts_doc, ignore, alerts_error=None):
     counted = [a for a in firing if not a["ignored"]]
     ignored = sorted({a["alertname"] for a in firing if a["ignored"]})
     detail = f"{len(counted)} firing" + (f" (ignored: {', '.join(ignored)})" if ignored else "")
-    checks = [check("alerts", not counted, detail)]
+    checks = [] if counted else [check("alerts", True, detail)]
     for a in counted:
         where = next((a["labels"][k] for k in _WHERE_LABELS if a["labels"].get(k)), "")
         name = f"alert {a['alertname']}" + (f" on {where}" if where else "")

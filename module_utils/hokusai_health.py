@@ -76,13 +76,20 @@ def http_get(
         reason = getattr(exc, "reason", None) or exc
         result["error"] = f"no answer from {url}: {reason}"
         return result
-    result["status"] = status
-    result["headers"] = {k.lower(): v for k, v in (resp_headers or {}).items()}
-    result["body"] = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    result["json"] = parse_json(result["body"])
-    if not 200 <= status < 300:
-        result["error"] = f"{url} answered HTTP {status}"
-    return result
+    return response(url, status, dict(resp_headers or {}), body)
+
+
+def response(url, status, headers, body):
+    """The dict http_get returns for an answer (also how tests replay recorded answers)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    return {
+        "url": url,
+        "status": status,
+        "headers": {k.lower(): v for k, v in (headers or {}).items()},
+        "body": text,
+        "json": parse_json(text),
+        "error": None if 200 <= status < 300 else f"{url} answered HTTP {status}",
+    }
 
 
 def parse_json(text):
