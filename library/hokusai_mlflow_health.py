@@ -15,6 +15,11 @@ description:
   - With O(api_url), calls the MLflow REST API (C(GET /api/2.0/mlflow/experiments/search?max_results=1))
     through the load balancer twice, with basic authentication (must answer 200) and anonymously
     (must answer 401; a 200 means authentication is off, which is reported as unhealthy).
+  - With O(roundtrip=true) (and O(api_url)), also proves the write path through the load balancer
+    with a throw-away model. It creates a run in experiment O(roundtrip_experiment_id), registers a
+    model C(hokusai-health-probe-<random>) with one version from that run, reads the version back,
+    then deletes the model (with its version) and the run. Skipped in check mode. MLflow's REST API
+    only soft-deletes runs, so each probe leaves one deleted run until C(mlflow gc) removes it.
   - Give O(ready_url), O(api_url) or both.
   - Reports only; an unhealthy service is a normal result (C(healthy=false)).
 author:
@@ -36,6 +41,14 @@ options:
     description: Whether an anonymous API call must be refused (401). Only with O(api_url).
     type: bool
     default: true
+  roundtrip:
+    description: Register a throw-away model version through O(api_url) and delete it again.
+    type: bool
+    default: false
+  roundtrip_experiment_id:
+    description: Experiment that holds the probe's run (V(0) is MLflow's Default experiment).
+    type: str
+    default: "0"
   ca_path:
     description: CA certificate file that signed the load balancer's certificate.
     type: path
@@ -93,7 +106,17 @@ anonymous_status:
   description: HTTP status of the anonymous API call, or null when nothing answered.
   returned: when api_url is given
   type: int
+roundtrip:
+  description: What the round trip created and whether it cleaned up.
+  returned: when roundtrip is true and not in check mode
+  type: dict
+  sample: {"model": "hokusai-health-probe-3f9c0a1b2c4d", "version": "1",
+           "run_id": "bfbb0f82e0224b99ae8d04289f4964f7", "cleaned_up": true}
 """
+
+import time  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
+import uuid  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
+from urllib.parse import urlencode  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
 from ansible.module_utils.hokusai_health import check, http_get, summarize  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
@@ -142,7 +165,71 @@ def api_checks(auth_resp, anon_resp, require_auth):
     return checks
 
 
-def evaluate(ready_resp=None, auth_resp=None, anon_resp=None, require_auth=True):
+def _api_error(resp):
+    """MLflow's own error message when it gave one, else what http_get said."""
+    doc = resp["json"] if isinstance(resp["json"], dict) else {}
+    return doc.get("message") or resp["error"] or f"HTTP {resp['status']}"
+
+
+def roundtrip(call, name, experiment_id):
+    """Run -> registered model -> version -> read back -> delete both; call(method, path, body) -> response.
+
+    Returns (check, detail dict). Cleanup is attempted for whatever was created, even after a failure.
+    """
+    start = time.monotonic()
+    info = {"model": name, "version": None, "run_id": None, "cleaned_up": False}
+    failure = None
+    resp = call("POST", "/runs/create", {"experiment_id": experiment_id, "run_name": name})
+    run = ((resp["json"] or {}).get("run") or {}).get("info") if resp["status"] == 200 else None
+    model_created = False
+    if not run:
+        failure = f"create a run in experiment {experiment_id}: {_api_error(resp)}"
+    else:
+        info["run_id"] = run["run_id"]
+        resp = call("POST", "/registered-models/create", {"name": name})
+        model_created = resp["status"] == 200
+        if not model_created:
+            failure = f"register model {name}: {_api_error(resp)}"
+    if not failure:
+        source = run["artifact_uri"].rstrip("/") + "/model"
+        resp = call(
+            "POST", "/model-versions/create", {"name": name, "source": source, "run_id": run["run_id"]}
+        )
+        version = (
+            ((resp["json"] or {}).get("model_version") or {}).get("version")
+            if resp["status"] == 200
+            else None
+        )
+        if not version:
+            failure = f"create a version of {name}: {_api_error(resp)}"
+        else:
+            info["version"] = version
+            resp = call("GET", "/model-versions/get?" + urlencode({"name": name, "version": version}), None)
+            got = ((resp["json"] or {}).get("model_version") or {}) if resp["status"] == 200 else {}
+            if got.get("source") != source:
+                failure = (
+                    f"read back {name} version {version}: {_api_error(resp) if not got else 'source differs'}"
+                )
+    cleanup = []
+    if model_created:
+        resp = call("DELETE", "/registered-models/delete", {"name": name})
+        gone = call("GET", "/registered-models/get?" + urlencode({"name": name}), None)
+        if resp["status"] != 200 or gone["status"] != 404:
+            cleanup.append(f"model {name} not deleted ({_api_error(resp)})")
+    if info["run_id"]:
+        resp = call("POST", "/runs/delete", {"run_id": info["run_id"]})
+        if resp["status"] != 200:
+            cleanup.append(f"run {info['run_id']} not deleted ({_api_error(resp)})")
+    info["cleaned_up"] = not cleanup
+    ms = round((time.monotonic() - start) * 1000)
+    if failure or cleanup:
+        detail = "; ".join(([failure] if failure else []) + [f"cleanup: {c}" for c in cleanup])
+        return check("API round trip", False, detail), info
+    detail = f"model {name} version {info['version']} registered, read back and deleted in {ms} ms"
+    return check("API round trip", True, detail), info
+
+
+def evaluate(ready_resp=None, auth_resp=None, anon_resp=None, require_auth=True, roundtrip_result=None):
     """Pure decision over whatever was asked."""
     checks, details = [], {}
     if ready_resp is not None:
@@ -152,6 +239,9 @@ def evaluate(ready_resp=None, auth_resp=None, anon_resp=None, require_auth=True)
         checks += api_checks(auth_resp, anon_resp, require_auth)
         details["api_status"] = auth_resp["status"]
         details["anonymous_status"] = anon_resp["status"] if anon_resp else None
+    if roundtrip_result is not None:
+        checks.append(roundtrip_result[0])
+        details["roundtrip"] = roundtrip_result[1]
     return summarize(COMPONENT, checks, **details)
 
 
@@ -163,6 +253,8 @@ def main():
             "username": {"type": "str"},
             "password": {"type": "str", "no_log": True},
             "require_auth": {"type": "bool", "default": True},
+            "roundtrip": {"type": "bool", "default": False},
+            "roundtrip_experiment_id": {"type": "str", "default": "0"},
             "ca_path": {"type": "path"},
             "timeout": {"type": "int", "default": 15},
         },
@@ -171,7 +263,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    ready_resp = auth_resp = anon_resp = None
+    if p["roundtrip"] and not p["api_url"]:
+        module.fail_json(msg="roundtrip needs api_url: the probe goes through the load balancer")
+    ready_resp = auth_resp = anon_resp = rt = None
     if p["ready_url"]:
         ready_resp = http_get(p["ready_url"], timeout=p["timeout"])
     if p["api_url"]:
@@ -180,7 +274,25 @@ def main():
             url, ca_path=p["ca_path"], username=p["username"], password=p["password"], timeout=p["timeout"]
         )
         anon_resp = http_get(url, ca_path=p["ca_path"], timeout=p["timeout"]) if p["require_auth"] else None
-    module.exit_json(changed=False, **evaluate(ready_resp, auth_resp, anon_resp, p["require_auth"]))
+        if p["roundtrip"] and not module.check_mode:
+            base = p["api_url"].rstrip("/") + "/api/2.0/mlflow"
+
+            def call(method, path, body):
+                return http_get(
+                    base + path,
+                    method=method,
+                    body=body,
+                    ca_path=p["ca_path"],
+                    username=p["username"],
+                    password=p["password"],
+                    timeout=p["timeout"],
+                )
+
+            rt = roundtrip(
+                call, f"hokusai-health-probe-{uuid.uuid4().hex[:12]}", p["roundtrip_experiment_id"]
+            )
+    result = evaluate(ready_resp, auth_resp, anon_resp, p["require_auth"], rt)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -38,21 +38,27 @@ def http_get(
     timeout=5,
     method="GET",
     headers=None,
+    body=None,
 ):
     """One HTTP request; never raises on HTTP or connection errors.
 
     Returns a dict: url, status (int, or None when nothing answered), headers
     (lower-case names), body (text), json (parsed body or None), error (None
     for a 2xx answer, otherwise a short sentence: "HTTP 503" or why the
-    connection failed).
+    connection failed). body, when given, is sent as JSON.
     """
     req_headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        req_headers.setdefault("Content-Type", "application/json")
     if bearer_token:
         req_headers["Authorization"] = f"Bearer {bearer_token}"
     result = {"url": url, "status": None, "headers": {}, "body": "", "json": None, "error": None}
     try:
         resp = open_url(
             url,
+            data=data,
             method=method,
             headers=req_headers,
             validate_certs=True,
@@ -65,18 +71,18 @@ def http_get(
             timeout=timeout,
             follow_redirects="none",
         )
-        status, resp_headers, body = resp.status, resp.headers, resp.read()
+        status, resp_headers, answer = resp.status, resp.headers, resp.read()
     except HTTPError as exc:
         status, resp_headers = exc.code, exc.headers
         try:
-            body = exc.read()
+            answer = exc.read()
         except (OSError, AttributeError):
-            body = b""
+            answer = b""
     except (URLError, OSError, HTTPException, ValueError) as exc:  # URLError, SSL errors, timeouts: OSError
         reason = getattr(exc, "reason", None) or exc
         result["error"] = f"no answer from {url}: {reason}"
         return result
-    return response(url, status, dict(resp_headers or {}), body)
+    return response(url, status, dict(resp_headers or {}), answer)
 
 
 def response(url, status, headers, body):

@@ -123,3 +123,109 @@ def test_main_bad_arguments(monkeypatch, args, message):
     monkeypatch.setattr(mlflow, "http_get", FakeHttp({}))
     result, code = run_main(mlflow, args)
     assert code == 1 and message in result["msg"]
+
+
+# --- round trip: a throw-away model version through the load balancer --------------------------
+# Answers recorded with curl through lb1 (fixtures/mlflow/roundtrip_*.json, in call order).
+RT = "https://172.28.10.41/api/2.0/mlflow"
+RT_NAME = "hokusai-health-probe-rec1"
+
+
+def rt_answers():
+    names = [
+        ("POST", "/runs/create", "roundtrip_1_run_create.json", 200),
+        ("POST", "/registered-models/create", "roundtrip_2_model_create.json", 200),
+        ("POST", "/model-versions/create", "roundtrip_3_version_create.json", 200),
+        ("GET", "/model-versions/get", "roundtrip_4_version_get.json", 200),
+        ("DELETE", "/registered-models/delete", "roundtrip_5_model_delete.json", 200),
+        ("GET", "/registered-models/get", "roundtrip_7_model_get_404.json", 404),
+        ("POST", "/runs/delete", "roundtrip_6_run_delete.json", 200),
+    ]
+    return {(m, p): answer_from("mlflow", f, RT + p, s) for m, p, f, s in names}
+
+
+class FakeApi:
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, method, path, body):
+        self.calls.append((method, path.split("?")[0], body))
+        return self.answers[(method, path.split("?")[0])]
+
+
+def test_roundtrip_recorded():
+    api = FakeApi(rt_answers())
+    check, info = mlflow.roundtrip(api, RT_NAME, "0")
+    assert check["healthy"] is True, check
+    assert info == {
+        "model": RT_NAME,
+        "version": "1",
+        "run_id": "bfbb0f82e0224b99ae8d04289f4964f7",
+        "cleaned_up": True,
+    }
+    assert [c[1] for c in api.calls] == [
+        "/runs/create",
+        "/registered-models/create",
+        "/model-versions/create",
+        "/model-versions/get",
+        "/registered-models/delete",
+        "/registered-models/get",
+        "/runs/delete",
+    ]
+    assert api.calls[2][2]["source"] == "mlflow-artifacts:/0/bfbb0f82e0224b99ae8d04289f4964f7/artifacts/model"
+
+
+def test_roundtrip_version_refused_still_cleans_up():
+    answers = rt_answers()
+    # What MLflow answered (recorded) to a version whose source is not under the run's artifacts.
+    answers[("POST", "/model-versions/create")] = answer(
+        RT + "/model-versions/create",
+        400,
+        '{"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid model version source"}',
+    )
+    api = FakeApi(answers)
+    check, info = mlflow.roundtrip(api, RT_NAME, "0")
+    assert check == {
+        "name": "API round trip",
+        "healthy": False,
+        "detail": f"create a version of {RT_NAME}: Invalid model version source",
+    }
+    assert info["cleaned_up"] is True
+    assert ("DELETE", "/registered-models/delete", {"name": RT_NAME}) in api.calls
+    assert api.calls[-1][1] == "/runs/delete"
+
+
+def test_roundtrip_model_left_behind_is_reported():
+    answers = rt_answers()
+    answers[("GET", "/registered-models/get")] = answer_from(
+        "mlflow", "roundtrip_2_model_create.json", RT, 200
+    )
+    check, info = mlflow.roundtrip(FakeApi(answers), RT_NAME, "0")
+    assert not check["healthy"] and info["cleaned_up"] is False
+    assert check["detail"].startswith(f"cleanup: model {RT_NAME} not deleted")
+
+
+def test_main_roundtrip_skipped_in_check_mode(monkeypatch):
+    calls = []
+
+    def http_get(url, **kwargs):
+        calls.append((kwargs.get("method", "GET"), url))
+        return AUTH_OK if kwargs.get("username") else ANON_401
+
+    monkeypatch.setattr(mlflow, "http_get", http_get)
+    args = {
+        "api_url": "https://lb",
+        "username": "a",
+        "password": "b",
+        "roundtrip": True,
+        "_ansible_check_mode": True,
+    }
+    result, code = run_main(mlflow, args)
+    assert code == 0 and result["healthy"] is True and "roundtrip" not in result
+    assert all(method == "GET" for method, _ in calls)
+
+
+def test_main_roundtrip_needs_api_url(monkeypatch):
+    monkeypatch.setattr(mlflow, "http_get", FakeHttp({}))
+    result, code = run_main(mlflow, {"ready_url": "http://x:5001/ready", "roundtrip": True})
+    assert code == 1 and "roundtrip needs api_url" in result["msg"]
