@@ -30,7 +30,9 @@ options:
     type: str
     required: true
   prefix:
-    description: Compare only objects under this key prefix (for example C(artifacts/34/)); empty for all.
+    description:
+      - Compare only objects under this key prefix, a "directory" (for example C(artifacts/34)); empty: all.
+      - Keys in the result are relative to it.
     type: str
     default: ""
   sample_size:
@@ -259,8 +261,8 @@ def verify(
     sample_result = {"checked": 0, "mismatched": [], "errors": [], "keys": []}
     with steps.step("sample"):
         for key in choose_sample(src, dst, sample_size, random.Random(seed)):  # noqa: S311 - a sample to compare, not a secret
-            a, err_a = hash_object(f"{source_url}/{key}")
-            b, err_b = hash_object(f"{target_url}/{key}")
+            a, err_a = hash_object(f"{source_url}/{prefix}{key}")
+            b, err_b = hash_object(f"{target_url}/{prefix}{key}")
             if err_a or err_b:
                 sample_result["errors"].append(f"{key}: {err_a or err_b}")
                 continue
@@ -354,7 +356,8 @@ def main():
     result = verify(
         p["source"].rstrip("/"),
         p["target"].rstrip("/"),
-        p["prefix"].lstrip("/"),
+        # mc ls names keys relative to the listed "directory": a prefix is one, ending in /.
+        p["prefix"].strip("/") + "/" if p["prefix"].strip("/") else "",
         p["sample_size"],
         p["seed"],
         p["grace_seconds"],
