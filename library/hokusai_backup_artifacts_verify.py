@@ -31,7 +31,7 @@ options:
     required: true
   prefix:
     description:
-      - Compare only objects under this key prefix, a "directory" (for example C(artifacts/34)); empty: all.
+      - Compare only objects under this key prefix, a "directory" (for example C(artifacts/34)), or empty.
       - Keys in the result are relative to it.
     type: str
     default: ""
