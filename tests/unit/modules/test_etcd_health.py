@@ -55,6 +55,26 @@ def test_unhealthy_member(overrides, expected_problem):
     assert any(p.startswith(expected_problem) for p in result["problems"]), result["problems"]
 
 
+def test_recorded_db2_stopped():
+    # `docker stop hokusai-lab-db2` (the etcd leader then): db1 took over, db2 timed out from the controller.
+    table = {
+        URLS["db1"] + "/v2/members": answer_from("etcd", "db2_down_members.json"),
+        URLS["db2"]: no_answer(URLS["db2"] + "/health", "timed out"),
+    }
+    for name in ("db1", "db3"):
+        table[URLS[name] + "/health"] = answer_from("etcd", f"db2_down_health_{name}.json")
+        table[URLS[name] + "/v2/stats/self"] = answer_from("etcd", f"db2_down_stats_self_{name}.json")
+    result = etcd.probe([URLS["db1"]], ["db1", "db2", "db3"], FakeHttp(table))
+    assert result["healthy"] is False
+    assert result["leader"] == "db1"
+    assert result["problems"] == [
+        "etcd db2: unhealthy: no answer from https://172.28.10.12:2379/health: timed out"
+    ]
+    assert {c["name"]: c["detail"] for c in result["checks"]}[
+        "leader"
+    ] == "db1; 2/3 members healthy, quorum 2"
+
+
 def test_no_member_list_when_every_endpoint_is_down():
     http = FakeHttp({})
     result = etcd.probe([URLS["db1"], URLS["db2"]], [], http)

@@ -34,6 +34,17 @@ def test_recorded_lagging_replica_is_unhealthy():
     ]
 
 
+def test_recorded_db2_stopped():
+    # `docker stop hokusai-lab-db2`: Patroni keeps the member, stopped, with lag "unknown".
+    result = patroni.evaluate(
+        fixture_json("patroni", "cluster_db2_stopped.json"), MIB16, True, ["db1", "db2", "db3"]
+    )
+    assert result["healthy"] is False
+    assert result["problems"] == [
+        "patroni db2: replica: stopped, not streaming from the leader; lag unknown ('unknown')"
+    ]
+
+
 def test_lag_limit_is_a_parameter():
     doc = copy.deepcopy(LAGGING)
     next(m for m in doc["members"] if m["name"] == "db2")["state"] = "streaming"
