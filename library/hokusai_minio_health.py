@@ -46,7 +46,9 @@ options:
     type: path
     default: /etc/minio/mc
   timeout:
-    description: Seconds to wait for each HTTP answer.
+    description:
+      - Seconds to wait for each HTTP answer.
+      - mc gets four times as long (through coreutils C(timeout) when the host has it).
     type: int
     default: 5
 notes:
@@ -231,13 +233,19 @@ def main():
             f"MC_HOST_{MC_ALIAS}": mc_host_url(base, p["access_key"], p["secret_key"]),
             "MC_NO_COLOR": "1",
         }
+        command = [p["mc_path"], "admin", "info", MC_ALIAS, "--json"]
+        timeout_bin = module.get_bin_path("timeout")
+        if timeout_bin:
+            command = [timeout_bin, f"{4 * p['timeout']}s", *command]
         rc, out, err = module.run_command(
-            [p["mc_path"], "admin", "info", MC_ALIAS, "--json"],
+            command,
             environ_update=env,
             check_rc=False,
         )
         info_doc = parse_mc_output(out)
-        if info_doc is None:
+        if info_doc is None and rc == 124 and timeout_bin:
+            info_error = f"mc admin info did not finish within {4 * p['timeout']} s"
+        elif info_doc is None:
             info_error = f"mc admin info failed (rc {rc}): {(err or out).strip()[:300]}"
     module.exit_json(changed=False, **evaluate(write_resp, read_resp, info_doc, info_error))
 

@@ -109,6 +109,7 @@ def test_main_runs_mc_with_credentials_in_the_environment_only(monkeypatch):
 
     monkeypatch.setattr(minio, "http_get", _fake_http())
     monkeypatch.setattr(minio.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(minio.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: None)
     result, code = run_main(
         minio, {"url": "https://127.0.0.1:9000", "access_key": "hokusai-admin", "secret_key": "s3cr3t/x"}
     )
@@ -125,6 +126,24 @@ def test_main_without_admin_info(monkeypatch):
     monkeypatch.setattr(minio, "http_get", _fake_http())
     result, code = run_main(minio, {"url": "https://127.0.0.1:9000", "admin_info": False})
     assert code == 0 and result["healthy"] is True and result["nodes"] == []
+
+
+def test_main_mc_bounded_by_timeout(monkeypatch):
+    calls = []
+
+    def run_command(self, args, environ_update=None, check_rc=False, **kwargs):
+        calls.append(args)
+        return 124, "", ""
+
+    monkeypatch.setattr(minio, "http_get", _fake_http())
+    monkeypatch.setattr(minio.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(minio.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: "/usr/bin/timeout")
+    result, code = run_main(
+        minio,
+        {"url": "https://127.0.0.1:9000", "access_key": "admin-x", "secret_key": "secret-y", "timeout": 3},
+    )
+    assert calls[0][:3] == ["/usr/bin/timeout", "12s", "/usr/local/bin/mc"]
+    assert code == 0 and "minio admin info: mc admin info did not finish within 12 s" in result["problems"]
 
 
 @pytest.mark.parametrize(
