@@ -12,8 +12,8 @@ description:
     size, WAL start and stop, LSNs), the WAL archive range, and whether the archive is continuous.
   - Continuity has two levels. Always, every backup's WAL range must lie inside the archive's min..max of
     its database. With O(list_archive) the archived segments themselves are listed (C(pgbackrest repo-ls))
-    and every segment position from the archive's min to its max must be present (a timeline switch
-    continues at the same position).
+    and every segment position from the oldest backup's WAL start to the archive's max must be present
+    (a timeline switch continues at the same position; older strays are not checked).
   - With O(check), C(pgbackrest check) is run and its result reported.
   - With O(restore_test), the latest backup (or O(backup_set)) is restored into O(scratch_dir) with
     C(--pg1-path) and C(--archive-mode=off) (the throw-away server never pushes WAL into the repository),
@@ -169,7 +169,8 @@ latest:
 archive:
   description:
     - The archive of the current database, C(id), C(min), C(max), C(continuous),
-      C(gaps) (ranges of missing segments), C(segments) (number listed).
+      C(gaps) (ranges of missing segments), C(segments) (number listed),
+      C(checked_from) (the oldest backup's WAL start; older segments restore nothing and are not checked).
   returned: always
   type: dict
 check:
@@ -306,6 +307,12 @@ def summarize_info(info, stanza, now, segment_size_mb=16):
 
 
 # ---------------------------------------------------------------- archive continuity
+
+
+def oldest_backup_wal(backups, segment_size_mb=16):
+    """WAL start of the oldest backup (by position), or None."""
+    starts = [b["wal_start"] for b in backups if b.get("wal_start")]
+    return min(starts, key=lambda w: wal_position(w, segment_size_mb)[1]) if starts else None
 
 
 def archived_segments(repo_ls):
@@ -626,9 +633,9 @@ def verify(p, run, now=None, check_mode=False, clock=time.monotonic, restore=run
     else:
         summary = summarize_info(info, p["stanza"], now, p["wal_segment_size_mb"])
     problems = list(summary.pop("problems"))
-    summary.pop("all_backups")
+    summary_backups = summary.pop("all_backups")
     archive = summary["archive"]
-    archive.update(continuous=None, gaps=[], segments=None)
+    archive.update(continuous=None, gaps=[], segments=None, checked_from=None)
     if p["list_archive"] and archive["id"] and archive["min"]:
         with steps.step("archive"):
             rc, out, err = run(
@@ -643,7 +650,11 @@ def verify(p, run, now=None, check_mode=False, clock=time.monotonic, restore=run
             problems.append(f"cannot list the WAL archive (rc {rc}): {(err.strip() or out.strip())[-300:]}")
         else:
             segments = archived_segments(listing)
-            gaps = archive_gaps(segments, archive["min"], archive["max"], p["wal_segment_size_mb"])
+            # WAL older than the oldest backup's start restores nothing (pgBackRest may keep
+            # strays from before the first backup): continuity counts from that start.
+            first = oldest_backup_wal(summary_backups) or archive["min"]
+            archive["checked_from"] = first
+            gaps = archive_gaps(segments, first, archive["max"], p["wal_segment_size_mb"])
             archive.update(continuous=not gaps, gaps=gaps, segments=len(segments))
             problems += [f"WAL archive has a gap: {g} missing" for g in gaps]
     result = dict(summary)

@@ -145,6 +145,7 @@ def test_recorded_healthy_stanza():
         "continuous": True,
         "gaps": [],
         "segments": 4,
+        "checked_from": "000000020000000000000019",
     }
     assert result["restore_test"]["performed"] is False
 
@@ -421,3 +422,30 @@ def test_main_reports_in_check_mode(monkeypatch):
     assert code == 0 and result["changed"] is False
     assert result["restore_test"]["performed"] is False
     assert result["latest"]["label"] == "20261127-223638F"
+
+
+# ---------------------------------------------------------------- a real timeline switch, old strays
+
+INFO_TL3 = (FIXTURES / "pgbackrest_info_timeline3.json").read_text()
+REPO_LS_TL3 = (FIXTURES / "pgbackrest_repo_ls_timeline3_strays.json").read_text()
+
+
+def test_recorded_timeline_switch_with_strays_before_the_first_backup():
+    # Recorded after a switchover (timeline 3 from ...20) with segments ...0E-11 archived before the
+    # first backup and ...12-17 never archived: those restore nothing, so no gap is reported.
+    run = FakeRunner(lab_answers(info=(0, INFO_TL3, ""), **{"repo-ls": (0, REPO_LS_TL3, "")}))
+    result = dbv.verify(params(), run, now=NOW)
+    assert result["healthy"] is True, result["problems"]
+    assert result["archive"]["min"] == "00000002000000000000000E"
+    assert result["archive"]["checked_from"] == "000000020000000000000019"
+    assert result["archive"]["max"] == "000000030000000000000020"
+    assert result["backups"] == 3 and result["latest"]["type"] == "incr"
+
+
+def test_recorded_timeline_switch_with_a_segment_lost_after_the_first_backup():
+    listing = {k: v for k, v in json.loads(REPO_LS_TL3).items() if "00000002000000000000001C-" not in k}
+    run = FakeRunner(lab_answers(info=(0, INFO_TL3, ""), **{"repo-ls": (0, json.dumps(listing), "")}))
+    result = dbv.verify(params(), run, now=NOW)
+    assert result["problems"] == [
+        "WAL archive has a gap: 00000002000000000000001C..00000002000000000000001C missing"
+    ]
