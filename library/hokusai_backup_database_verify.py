@@ -453,6 +453,17 @@ class Runner:
         return proc.returncode, proc.stdout, proc.stderr
 
 
+def postmaster_alive(pid_file):
+    """True when pid_file names a running process."""
+    try:
+        with open(pid_file, encoding="utf-8") as f:
+            pid = int(f.readline().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def prepare_scratch(scratch, user):
     """Create scratch (0700, owned by user); clean a leftover of an earlier test. Refuse anything else."""
     if os.path.lexists(scratch):
@@ -460,6 +471,10 @@ def prepare_scratch(scratch, user):
             raise RuntimeError(
                 f"{scratch} exists and is not a restore-test directory (no {MARKER});"
                 " remove it or choose another scratch_dir"
+            )
+        if postmaster_alive(os.path.join(scratch, "data", "postmaster.pid")):
+            raise RuntimeError(
+                f"a restore test server is still running in {scratch} (another run?); not touching it"
             )
         shutil.rmtree(scratch)
     os.makedirs(scratch, mode=0o700)

@@ -449,3 +449,15 @@ def test_recorded_timeline_switch_with_a_segment_lost_after_the_first_backup():
     assert result["problems"] == [
         "WAL archive has a gap: 00000002000000000000001C..00000002000000000000001C missing"
     ]
+
+
+def test_prepare_refuses_a_leftover_with_a_running_server(tmp_path):
+    import os
+
+    scratch = tmp_path / "restore"
+    dbv.prepare_scratch(str(scratch), "")
+    (scratch / "data").mkdir()
+    (scratch / "data" / "postmaster.pid").write_text(f"{os.getpid()}\n")
+    with pytest.raises(RuntimeError, match="still running"):
+        dbv.prepare_scratch(str(scratch), "")
+    assert (scratch / "data" / "postmaster.pid").exists()
