@@ -107,14 +107,21 @@ molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, auth), MinIO, health.yml
 	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
 	  echo "==> pytest tests/e2e (SDK venv $$venv)"; \
-	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -p no:cacheprovider .
+	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py
+
+.PHONY: backup-drill
+backup-drill: venv ## Against the running lab (destroys its data): backup, verify (restore test), restore.yml, health
+	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
+	  echo "==> pytest tests/e2e/test_backup_drill.py (SDK venv $$venv)"; \
+	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_backup_drill.py
 
 .PHONY: lab-test
-lab-test: venv image wheels minio-bin ## The whole stack from fresh lab hosts (timed), idempotent re-run, health, e2e
+lab-test: venv image wheels minio-bin ## The whole stack from fresh lab hosts (timed), idempotent re-run, health, e2e, backup drill
 	@echo "==> lab-test: removing any previous lab, then make lab from fresh hosts"
 	@$(MAKE) --no-print-directory lab-destroy
 	@tests/lab/deploy.sh
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory backup-drill
 
 .PHONY: test
 test: lint unit sdk-test molecule lab-test ## Everything CI runs
