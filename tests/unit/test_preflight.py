@@ -73,6 +73,8 @@ GOOD_SECRETS = {
     "patroni_restapi_password": "s3cret-restapi-000001",
     "patroni_app_db_password": "s3cret-mlflow-0000001",
     "patroni_monitoring_password": "s3cret-monitor-000001",
+    "pgbackrest_s3_key_secret": "s3cret-pgbackrest-s3-1",
+    "pgbackrest_cipher_pass": "s3cret-pgbackrest-cipher-0000001",
     # The MLflow group is present in these inventories, so its secrets must be set too.
     "mlflow_db_password": "s3cret-mlflow-db-0001",
     "mlflow_s3_secret_key": "s3cret-mlflow-s3-0001",
