@@ -121,7 +121,7 @@ def restore(*extra: str) -> subprocess.CompletedProcess[str]:
 def test_restore_refuses_without_confirmation():
     result = restore("-e", "restore_confirm=nope")
     assert result.returncode != 0
-    assert "DESTROYS" in result.stdout
+    assert "DESTROYS" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("target", ["set", "time"])
