@@ -15,7 +15,7 @@ export PY_COLORS := 0
 
 LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order.
-SCENARIOS ?= etcd patroni minio mlflow monitoring
+SCENARIOS ?= etcd patroni minio mlflow monitoring backup
 FIGURES := .lab-figures
 
 .PHONY: help
