@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import io
 import json
-from pathlib import Path
 
-import ansible.module_utils
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from health_helpers import FIXTURES as ALL_FIXTURES  # also puts module_utils/ on the path
+from health_helpers import load_module
 
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "backup"
-if str(REPO / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "module_utils"))
+FIXTURES = ALL_FIXTURES / "backup"
 
-from ansible.module_utils import hokusai_backup  # noqa: E402 - needs the path above
-
-
-def load_module(name):
-    spec = importlib.util.spec_from_file_location(f"_hokusai_library_{name}", REPO / "library" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from ansible.module_utils import hokusai_backup  # noqa: E402 - needs the path health_helpers adds
 
 dbv = load_module("hokusai_backup_database_verify")
 INFO = (FIXTURES / "pgbackrest_info_one_full.json").read_text()
