@@ -17,6 +17,9 @@ from labtools import docker, inventory_host, wait_for
 
 NODES = ("pg-1", "pg-2", "pg-3")
 CLIENT = "pg-client"
+NETWORK = "molecule-patroni"
+PARTITION_SECONDS = 40
+REJOIN_BOUND = 60
 ROOT = Path(__file__).resolve().parents[3]
 WRITER = Path(__file__).with_name("writer.py")
 
@@ -188,6 +191,73 @@ def test_leader_host_loss_keeps_every_acknowledged_write(client, app_dsn):
         return members.get(old_leader, {}).get("state") == "streaming"
 
     wait_for(rejoined, timeout=180, interval=3, what=f"{old_leader} rejoining as a streaming replica")
+
+
+def address_of(name: str) -> str:
+    networks = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", name))
+    return networks[NETWORK]["IPAddress"]
+
+
+def test_partitioned_leader_rejoins_on_the_new_timeline(client, app_dsn):
+    """The leader is cut off for 40 s under a writer, then the network heals.
+
+    While isolated it keeps running (and writing WAL past the new timeline's
+    fork point), so rejoining needs Patroni to read its local timeline over a
+    replication connection to localhost and to run pg_rewind (or re-copy the
+    node). It must stream again on the new leader's timeline within 60 s.
+    """
+    sql(client, app_dsn, "truncate failover_probe")
+    before = cluster(live_node())
+    old_leader = leader_of(before)
+    old_timeline = next(m["timeline"] for m in before["members"] if m["name"] == old_leader)
+    address = address_of(old_leader)
+    log, stop = run_writer(client, app_dsn, "partition")
+    survivor = live_node(exclude=old_leader)
+    try:
+        wait_for(lambda: len(acked(client, log)) >= 40, timeout=30, what="writer warm-up")
+        docker("network", "disconnect", NETWORK, old_leader)
+        cut_at = time.time()
+        try:
+            new_leader = wait_for(
+                lambda: (name := leader_of(cluster(survivor))) != old_leader and name,
+                timeout=PARTITION_SECONDS + 20,
+                interval=1,
+                what="a new leader while the old one is cut off",
+            )
+            print(f"\npartition of {old_leader}: {new_leader} leader after {time.time() - cut_at:.1f} s")
+            # The fault lasts its full length whatever happened meanwhile.
+            time.sleep(max(0.0, cut_at + PARTITION_SECONDS - time.time()))
+        finally:
+            docker("network", "connect", "--ip", address, "--alias", old_leader, NETWORK, old_leader)
+        healed_at = time.time()
+
+        def rejoined() -> tuple[float, int] | None:
+            members = {m["name"]: m for m in cluster(survivor)["members"]}
+            leader = next(m for m in members.values() if m["role"] == "leader")
+            old = members.get(old_leader, {})
+            if old.get("state") == "streaming" and old.get("timeline") == leader["timeline"] > old_timeline:
+                return time.time(), leader["timeline"]
+            return None
+
+        streaming_at, timeline = wait_for(
+            rejoined, timeout=REJOIN_BOUND, interval=1, what=f"{old_leader} streaming on the new timeline"
+        )
+        path = (
+            inventory_host(old_leader)
+            .run(
+                f"journalctl -u patroni --since=@{int(cut_at)} --no-pager -o cat"
+                " | grep -E 'pg_rewind|rewind|reinitializ|diverged' | tail -n 5"
+            )
+            .stdout
+        )
+        print(
+            f"{old_leader} streaming on timeline {timeline} (was {old_timeline}) "
+            f"{streaming_at - healed_at:.1f} s after the heal; its Patroni said:\n{path}"
+        )
+        time.sleep(2)
+    finally:
+        stop_writer(client, stop)
+    assert_no_acked_row_lost(client, app_dsn, acked(client, log))
 
 
 def test_switchover_playbook_moves_the_leader_without_losing_writes(client, app_dsn):
