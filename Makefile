@@ -13,6 +13,17 @@ export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
+# Mitogen (requirements.txt) runs each host's tasks in one persistent Python
+# interpreter instead of a new `docker exec` (or ssh) + interpreter per task:
+# the per-task overhead that dominated re-runs. Every ansible-playbook and
+# molecule run started from here uses it; HOKUSAI_MITOGEN=0 runs Ansible's own
+# linear strategy instead. README "Deploy speed" says how to use it elsewhere.
+HOKUSAI_MITOGEN ?= 1
+ifeq ($(HOKUSAI_MITOGEN),1)
+export ANSIBLE_STRATEGY_PLUGINS = $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy))
+export ANSIBLE_STRATEGY = mitogen_linear
+endif
+
 LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order.
 SCENARIOS ?= etcd patroni minio mlflow monitoring backup

@@ -13,6 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The venv's ansible when run outside make.
 [ -d .venv/bin ] && export PATH="$PWD/.venv/bin:$PATH"
+# Mitogen's strategy, as the Makefile sets it (HOKUSAI_MITOGEN=0: Ansible's own).
+if [ "${HOKUSAI_MITOGEN:-1}" = 1 ] && [ -z "${ANSIBLE_STRATEGY:-}" ]; then
+  for d in .venv/lib/python3*/site-packages/ansible_mitogen/plugins/strategy; do
+    [ -d "$d" ] && export ANSIBLE_STRATEGY_PLUGINS="$PWD/$d" ANSIBLE_STRATEGY=mitogen_linear
+  done
+fi
 
 inventory="${LAB_INVENTORY:-inventories/lab}"
 figures=.lab-figures
