@@ -5,7 +5,18 @@ does it with run_once). Re-runs are no-ops. Reads the URIs from the
 environment so no password shows up in a process listing:
   MLFLOW_BACKEND_STORE_URI   tracking/model-registry database
   HOKUSAI_AUTH_DATABASE_URI  basic-auth user store (optional)
-Prints a JSON report: schema revisions before and after, and "changed".
+Prints a JSON report: schema revisions before and after, the key index, and "changed".
+
+After `mlflow db upgrade` it creates the Hokusai SDK's idempotency index: a partial unique
+index on model_version_tags (workspace, name, value) WHERE key = 'hokusai.idempotency_key'.
+MLflow's SqlAlchemyStore.create_model_version inserts the version row and its tags in one
+session and one commit (session.add_all + flush inside ManagedSessionMaker; verified in
+mlflow 3.17.2 mlflow/store/model_registry/sqlalchemy_store.py), so a second version carrying
+an existing key fails as a whole: MLflow retries the IntegrityError 3 times and answers
+"Model Version creation error ... Giving up after 3 attempts" (HTTP 500), which the SDK turns
+into "look up the key and return the existing version". Deleted versions keep their tags in
+MLflow, so a deleted version's key stays taken. The SDK's tests (sdk/tests/integration) load
+this file and run ensure_key_index against a real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -50,12 +61,60 @@ def migrate_auth(uri: str) -> dict:
     return {"before": before, "after": after}
 
 
+IDEMPOTENCY_TAG = "hokusai.idempotency_key"
+KEY_INDEX = "hokusai_model_version_key_uq"
+
+
+def ensure_key_index(uri: str) -> dict:
+    """Create the SDK's partial unique index on the idempotency tag if it is missing.
+
+    Refuses (SystemExit with the offending keys) when versions already share a key: converge
+    them first (keep the lowest version of each key, delete the others).
+    """
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.begin() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            if KEY_INDEX in {ix["name"] for ix in inspector.get_indexes("model_version_tags")}:
+                return {"name": KEY_INDEX, "changed": False}
+            columns = {c["name"] for c in inspector.get_columns("model_version_tags")}
+            scope = "workspace, name" if "workspace" in columns else "name"
+            dups = conn.execute(
+                sqlalchemy.text(
+                    f"SELECT {scope}, value, COUNT(*) FROM model_version_tags "  # noqa: S608 - fixed names
+                    f"WHERE key = :key GROUP BY {scope}, value HAVING COUNT(*) > 1"
+                ),
+                {"key": IDEMPOTENCY_TAG},
+            ).fetchall()
+            if dups:
+                sample = ", ".join(str(tuple(d)) for d in dups[:5])
+                raise SystemExit(
+                    f"cannot create {KEY_INDEX}: {len(dups)} idempotency keys are on several "
+                    f"model versions ({sample}); keep the lowest version of each, delete the "
+                    "others, then re-run"
+                )
+            conn.execute(
+                sqlalchemy.text(
+                    f"CREATE UNIQUE INDEX {KEY_INDEX} ON model_version_tags ({scope}, value) "
+                    f"WHERE key = '{IDEMPOTENCY_TAG}'"
+                )
+            )
+        return {"name": KEY_INDEX, "changed": True}
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
-    report: dict = {"tracking": migrate_tracking(os.environ["MLFLOW_BACKEND_STORE_URI"])}
+    tracking_uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
+    report: dict = {"tracking": migrate_tracking(tracking_uri)}
     auth_uri = os.environ.get("HOKUSAI_AUTH_DATABASE_URI", "")
     if auth_uri:
         report["auth"] = migrate_auth(auth_uri)
-    report["changed"] = any(v["before"] != v["after"] for v in report.values() if isinstance(v, dict))
+    key_index = ensure_key_index(tracking_uri)  # after the migrations: it needs their tables
+    report["changed"] = key_index["changed"] or any(
+        v["before"] != v["after"] for v in report.values() if isinstance(v, dict)
+    )
+    report["key_index"] = key_index
     print(json.dumps(report))
     return 0
 

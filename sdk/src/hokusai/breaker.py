@@ -10,7 +10,7 @@ Example:
 
 >>> clock = [0.0]
 >>> b = CircuitBreaker("http://127.0.0.1:5000", failure_threshold=2, reset_timeout=10,
-...                    clock=lambda: clock[0])
+...                    max_reset_timeout=40, clock=lambda: clock[0])
 >>> b.record_failure(); b.record_failure()
 >>> b.state
 'open'
@@ -19,7 +19,11 @@ False
 >>> clock[0] = 11.0
 >>> b.allow(), b.state          # one probe call is let through
 (True, 'half-open')
->>> b.record_success(); b.state
+>>> b.record_failure(); b.seconds_until_probe()   # the probe failed: twice as long
+20.0
+>>> clock[0] = 31.0
+>>> b.allow(); b.record_success(); b.state
+True
 'closed'
 """
 
@@ -42,18 +46,30 @@ class BreakerConfig:
 
     ``failure_threshold`` consecutive transient failures open the circuit; after
     ``reset_timeout`` seconds one probe call is let through (half-open); ``success_threshold``
-    probe successes close it again, a probe failure re-opens it.
+    probe successes close it again. A probe failure re-opens it for ``backoff`` times as long as
+    the previous time, at most ``max_reset_timeout``: a two-second database failover is probed
+    again after 1 s, 2 s, 4 s ... instead of after a fixed 30 s, and a long outage costs one
+    probe every ``max_reset_timeout`` seconds.
     """
 
     failure_threshold: int = 5
-    reset_timeout: float = 30.0
+    reset_timeout: float = 1.0
     success_threshold: int = 1
+    max_reset_timeout: float = 30.0
+    backoff: float = 2.0
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1 or self.success_threshold < 1:
             raise ValueError("BreakerConfig thresholds must be >= 1, e.g. failure_threshold=5")
         if self.reset_timeout < 0:
             raise ValueError("BreakerConfig(reset_timeout=...) must be >= 0 seconds")
+        if self.max_reset_timeout < self.reset_timeout:
+            raise ValueError(
+                "BreakerConfig needs max_reset_timeout >= reset_timeout, e.g. "
+                "BreakerConfig(reset_timeout=1.0, max_reset_timeout=30.0)"
+            )
+        if self.backoff < 1:
+            raise ValueError("BreakerConfig(backoff=...) must be >= 1, e.g. backoff=2.0")
 
 
 class CircuitBreaker:
@@ -64,13 +80,22 @@ class CircuitBreaker:
         name: str,
         *,
         failure_threshold: int = 5,
-        reset_timeout: float = 30.0,
+        reset_timeout: float = 1.0,
         success_threshold: int = 1,
+        max_reset_timeout: float | None = None,
+        backoff: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         on_state_change: Callable[[str, BreakerState], None] | None = None,
     ) -> None:
         self.name = name
-        self.config = BreakerConfig(failure_threshold, reset_timeout, success_threshold)
+        self.config = BreakerConfig(
+            failure_threshold,
+            reset_timeout,
+            success_threshold,
+            max(reset_timeout, 30.0) if max_reset_timeout is None else max_reset_timeout,
+            backoff,
+        )
+        self._timeout = reset_timeout  # current open period, grows while probes fail
         self._clock = clock
         self._lock = threading.Lock()
         self._state: BreakerState = "closed"
@@ -118,7 +143,7 @@ class CircuitBreaker:
         with self._lock:
             notify: Callable[[], None] = lambda: None  # noqa: E731 -- tiny default callback
             if self._state == "open":
-                if self._clock() - self._opened_at < self.config.reset_timeout:
+                if self._clock() - self._opened_at < self._timeout:
                     return False
                 notify = self._set("half-open")
                 self._successes = 0
@@ -143,6 +168,7 @@ class CircuitBreaker:
                 self._probe_in_flight = False
                 self._successes += 1
                 if self._successes >= self.config.success_threshold:
+                    self._timeout = self.config.reset_timeout
                     notify = self._set("closed")
         notify()
 
@@ -151,6 +177,11 @@ class CircuitBreaker:
         with self._lock:
             notify: Callable[[], None] = lambda: None  # noqa: E731 -- tiny default callback
             self._failures += 1
+            if self._state == "half-open":
+                # the probe failed: the outage goes on, probe less often (up to the cap)
+                self._timeout = min(
+                    self.config.max_reset_timeout, self._timeout * self.config.backoff
+                )
             if self._state == "half-open" or (
                 self._state == "closed" and self._failures >= self.config.failure_threshold
             ):
@@ -169,7 +200,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state != "open":
                 return 0.0
-            return max(0.0, self.config.reset_timeout - (self._clock() - self._opened_at))
+            return max(0.0, self._timeout - (self._clock() - self._opened_at))
 
 
 _breakers: dict[str, CircuitBreaker] = {}
@@ -181,7 +212,9 @@ def breaker_for(tracking_uri: str, config: BreakerConfig | None = None) -> Circu
 
     One breaker per tracking URI means every :class:`~hokusai.core.ModelRegistry` and
     :class:`~hokusai.tracking.ExperimentManager` pointed at the same server fails fast together.
-    Pass an explicit ``breaker=`` to those classes to opt out of sharing.
+    Pass an explicit ``breaker=`` to those classes to opt out of sharing. Asking again with a
+    *different* config raises ``ValueError`` instead of silently keeping the first one;
+    ``config=None`` means "whatever this process already uses".
     """
     key = tracking_uri.rstrip("/")
     with _breakers_lock:
@@ -193,6 +226,14 @@ def breaker_for(tracking_uri: str, config: BreakerConfig | None = None) -> Circu
                 failure_threshold=cfg.failure_threshold,
                 reset_timeout=cfg.reset_timeout,
                 success_threshold=cfg.success_threshold,
+                max_reset_timeout=cfg.max_reset_timeout,
+                backoff=cfg.backoff,
             )
             _breakers[key] = breaker
+        elif config is not None and config != breaker.config:
+            raise ValueError(
+                f"the shared breaker for {key} already runs with {breaker.config}, not {config}; "
+                "use the same BreakerConfig everywhere in this process, or give this client its "
+                "own: ModelRegistry(uri, breaker=CircuitBreaker(uri, ...))"
+            )
         return breaker

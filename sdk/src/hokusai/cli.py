@@ -1,11 +1,15 @@
 """``hokusai-outbox``: inspect and replay the local registration outbox.
 
-    hokusai-outbox status [--path FILE] [--json]
-    hokusai-outbox flush  [--path FILE] [--tracking-uri URI]
+    hokusai-outbox status  [--path FILE] [--json]
+    hokusai-outbox flush   [--path FILE] [--tracking-uri URI]
+    hokusai-outbox requeue [--path FILE] [--key KEY]
 
-``flush`` replays every pending registration against the tracking URI it was spooled for (or
-only those of ``--tracking-uri``). Exit status: 0 when nothing is left pending or failed,
-1 when some registrations are still pending (MLflow still down) or were refused, 2 on usage errors.
+``flush`` replays every pending registration against the tracking and registry URIs it was
+spooled for (or only those of ``--tracking-uri``); credentials come from the environment
+(``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` or ``TOKEN``), the outbox never stores them.
+``requeue`` puts failed rows (all, or one key's) back to pending. Exit status: 0 when nothing is
+left pending or failed, 1 when some registrations are still pending (MLflow still down) or were
+refused, 2 on usage errors.
 """
 
 from __future__ import annotations
@@ -64,12 +68,18 @@ def _status(outbox: Outbox, as_json: bool) -> int:
 
 
 def _flush(outbox: Outbox, tracking_uri: str | None) -> int:
-    uris = sorted({e.tracking_uri for e in outbox.entries("pending")})
+    targets = sorted({(e.tracking_uri, e.registry_uri or "") for e in outbox.entries("pending")})
     if tracking_uri is not None:
-        uris = [u for u in uris if u.rstrip("/") == tracking_uri.rstrip("/")]
+        wanted = redact_uri(tracking_uri).rstrip("/")
+        targets = [t for t in targets if t[0].rstrip("/") == wanted]
     rc = 0
-    for uri in uris:
-        registry = ModelRegistry(uri, outbox_path=outbox.path)
+    for uri, registry_uri in targets:
+        registry = ModelRegistry(
+            tracking_uri if tracking_uri is not None else uri,
+            registry_uri=registry_uri or None,
+            outbox_path=outbox.path,
+            auto_drain=False,
+        )
         report = registry.flush()
         for r in report.registered:
             dedup = " (already registered)" if r.deduplicated else ""
@@ -77,7 +87,7 @@ def _flush(outbox: Outbox, tracking_uri: str | None) -> int:
         for key, error in report.failed:
             print(f"failed     key={key}: {error}")
         if report.stopped_by:
-            print(f"stopped: {redact_uri(uri)} still unavailable ({report.stopped_by})")
+            print(f"stopped: {redact_uri(uri)}: {report.stopped_by}")
         if report.failed or report.still_pending:
             rc = 1
     counts = outbox.counts()
@@ -97,7 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = sub.add_parser("status", help="count and list pending/failed registrations")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     flush = sub.add_parser("flush", help="replay pending registrations exactly once")
-    flush.add_argument("--tracking-uri", default=None, help="only replay those for this URI")
+    flush.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="only replay those for this URI (may carry credentials; they are not stored)",
+    )
+    requeue = sub.add_parser("requeue", help="failed rows back to pending")
+    requeue.add_argument("--key", default=None, help="only the rows of this idempotency key")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -107,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         outbox = Outbox(args.path or default_outbox_path())
         if args.command == "status":
             return _status(outbox, args.json)
+        if args.command == "requeue":
+            n = outbox.requeue(args.key)
+            print(f"requeued {n} row(s)")
+            return 0
         return _flush(outbox, args.tracking_uri)
     except HokusaiError as exc:
         print(f"hokusai-outbox: {exc}", file=sys.stderr)

@@ -8,8 +8,10 @@ Every failure the SDK reports is a :class:`HokusaiError`, so callers can tell "M
 from __future__ import annotations
 
 __all__ = [
+    "AliasError",
     "CircuitOpenError",
     "HokusaiError",
+    "IdempotencyConflictError",
     "MlflowRequestError",
     "MlflowUnavailableError",
     "OutboxError",
@@ -50,3 +52,23 @@ class MlflowRequestError(HokusaiError):
 
 class OutboxError(HokusaiError):
     """The local outbox could not be read or written."""
+
+
+class IdempotencyConflictError(HokusaiError, ValueError):
+    """An idempotency key was reused for a *different* registration (other source, tags ...).
+
+    Refused at once, before any request: replaying one of the two would silently drop the other.
+    """
+
+
+class AliasError(HokusaiError):
+    """The version was created (or found) but setting an alias failed.
+
+    ``registration`` is the receipt of that version, so a caller never loses the version number;
+    retrying with ``registration.idempotency_key`` returns the same version instead of a new one.
+    """
+
+    def __init__(self, message: str, *, registration: object, alias: str) -> None:
+        super().__init__(message)
+        self.registration = registration
+        self.alias = alias

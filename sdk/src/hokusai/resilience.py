@@ -2,11 +2,16 @@
 
 Layering rule: the SDK owns retries. MLflow's own HTTP retries (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
 7 by default, ~4 minutes with backoff) are turned down to ``RetryPolicy.mlflow_http_retries``
-(0 by default) and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` to ``RetryPolicy.attempt_timeout`` so that the
-total number of HTTP attempts is ``max_attempts`` -- not ``max_attempts * 8``. MLflow reads those
-variables from the process environment on every request, so they are process-wide; the SDK only
-sets a variable that the user has not set, and logs a warning when a user setting makes the layers
-multiply.
+(0 by default) so that the total number of HTTP attempts is ``max_attempts`` -- not
+``max_attempts * 8`` -- and so that urllib3 never re-sends a ``create_model_version`` POST behind
+the SDK's back. MLflow reads the variable from the process environment on every request, so the
+setting is process-wide; a different value already in the environment is *replaced* (with a
+warning saying so). ``MLFLOW_HTTP_REQUEST_TIMEOUT`` is set to ``RetryPolicy.attempt_timeout``
+unless the user set it.
+
+Time bounds are enforced, not hoped for: every public call gets one :class:`Deadline`; each HTTP
+attempt runs in a helper thread and the caller stops waiting when the deadline (or
+``attempt_timeout``) is reached, whatever the socket is doing.
 """
 
 from __future__ import annotations
@@ -25,16 +30,16 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from hokusai.breaker import CircuitBreaker
 from hokusai.errors import CircuitOpenError, MlflowRequestError, MlflowUnavailableError
 from hokusai.metrics import SdkMetrics, redact_uri
 from hokusai.transient import classify
 
-__all__ = ["Resilience", "RetryPolicy", "configure_mlflow_http"]
+__all__ = ["Deadline", "DeadlineExceeded", "Resilience", "RetryPolicy", "configure_mlflow_http"]
 
 T = TypeVar("T")
 logger = logging.getLogger("hokusai.resilience")
@@ -50,8 +55,8 @@ class RetryPolicy:
     """How hard one SDK call tries before giving up.
 
     * ``max_attempts``: attempts per call, the first one included;
-    * ``deadline``: seconds per call, backoff included; no new attempt starts after it (an attempt
-      in flight can overrun it by at most ``attempt_timeout``);
+    * ``deadline``: seconds per public call (``register_model``: lookups, model creation and
+      aliases together), backoff included; enforced: the call returns or raises by then;
     * ``initial_backoff`` / ``max_backoff``: full-jitter exponential backoff bounds, seconds;
     * ``attempt_timeout``: HTTP timeout of one attempt (``MLFLOW_HTTP_REQUEST_TIMEOUT``);
     * ``mlflow_http_retries``: retries MLflow itself may add per attempt (keep 0).
@@ -79,27 +84,94 @@ class RetryPolicy:
 
 
 def configure_mlflow_http(policy: RetryPolicy) -> None:
-    """Point MLflow's HTTP retry/timeout variables at *policy* unless the user set them."""
-    wanted = {
-        _MAX_RETRIES_VAR: str(policy.mlflow_http_retries),
-        _TIMEOUT_VAR: str(max(1, math.ceil(policy.attempt_timeout))),
-    }
+    """Point MLflow's HTTP retry variable at *policy*, and its timeout unless the user set it.
+
+    A user value of ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is replaced (and logged): urllib3 would
+    otherwise re-send a model-version create the SDK believes it sent once.
+    """
+    retries = str(policy.mlflow_http_retries)
+    timeout = str(max(1, math.ceil(policy.attempt_timeout)))
     with _env_lock:
-        for var, value in wanted.items():
-            current = os.environ.get(var)
-            if current is None or _owned_env.get(var) == current:
-                os.environ[var] = value
-                _owned_env[var] = value
-            elif var == _MAX_RETRIES_VAR and current != value:
-                logger.warning(
-                    "%s=%s is set in the environment: MLflow will retry each of the SDK's %d "
-                    "attempts itself (up to %d HTTP requests per call); unset it or set it to %s",
-                    var,
-                    current,
-                    policy.max_attempts,
-                    policy.max_attempts * (1 + int(current or 0)),
-                    value,
-                )
+        current = os.environ.get(_MAX_RETRIES_VAR)
+        if (
+            current is not None
+            and current != retries
+            and _owned_env.get(_MAX_RETRIES_VAR) != current
+        ):
+            logger.warning(
+                "%s=%s was set in the environment; the SDK replaces it with %s: MLflow's own "
+                "retries would re-send requests the SDK already retries (up to %d HTTP requests "
+                "per call) and could re-send a model-version create. The setting is process-wide.",
+                _MAX_RETRIES_VAR,
+                current,
+                retries,
+                policy.max_attempts * (1 + int(current or 0)),
+            )
+        os.environ[_MAX_RETRIES_VAR] = retries
+        _owned_env[_MAX_RETRIES_VAR] = retries
+        current = os.environ.get(_TIMEOUT_VAR)
+        if current is None or _owned_env.get(_TIMEOUT_VAR) == current:
+            os.environ[_TIMEOUT_VAR] = timeout
+            _owned_env[_TIMEOUT_VAR] = timeout
+
+
+class DeadlineExceeded(TimeoutError):
+    """The call's overall deadline passed (classified as a transient timeout)."""
+
+
+class Deadline:
+    """An absolute point in time shared by every step of one public call.
+
+    >>> d = Deadline(5.0); 4.0 < d.remaining() <= 5.0
+    True
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def remaining(self) -> float:
+        return self.at - self._clock()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+def _run_bounded(fn: Callable[[int], T], attempt: int, timeout: float) -> T:
+    """``fn(attempt)`` in a daemon thread; give up waiting after *timeout* seconds.
+
+    The abandoned request finishes (or times out on its socket) in the background; the caller
+    is never held longer than *timeout*. A create that commits after being abandoned is what the
+    idempotency key (and the server's unique index) is there for.
+    """
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn(attempt)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="hokusai-attempt", daemon=True).start()
+    if not done.wait(max(0.0, timeout)):
+        raise DeadlineExceeded(f"attempt {attempt} still running after {timeout:.2f}s: abandoned")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+class _StopAt(stop_base):
+    """tenacity stop: no retry whose backoff would end past *deadline*."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.remaining() - (retry_state.upcoming_sleep or 0.0) <= 0
 
 
 class Resilience:
@@ -145,29 +217,48 @@ class Resilience:
         else:
             logger.info("circuit breaker for %s is closed again", redact_uri(name))
 
-    def call(self, operation: str, fn: Callable[[int], T]) -> T:
+    def call(
+        self,
+        operation: str,
+        fn: Callable[[int], T],
+        *,
+        deadline: Deadline | None = None,
+        record: bool = True,
+    ) -> T:
+        """Run ``fn(attempt)`` with retries until it succeeds or *deadline* passes.
+
+        *deadline* is shared by the steps of one public call (default: a fresh
+        ``policy.deadline``). ``record=False`` leaves the outcome counter to the caller, which
+        counts its public call once.
+        """
         start = time.monotonic()
+        outcome = "success"
         try:
-            result = self._call(operation, fn)
+            return self._call(operation, fn, deadline or Deadline(self.policy.deadline))
         except CircuitOpenError:
-            self.metrics.calls.labels(operation=operation, outcome="short_circuited").inc()
+            outcome = "short_circuited"
             raise
         except MlflowUnavailableError:
-            self.metrics.calls.labels(operation=operation, outcome="unavailable").inc()
+            outcome = "unavailable"
             raise
         except BaseException:
-            self.metrics.calls.labels(operation=operation, outcome="error").inc()
+            outcome = "error"
             raise
         finally:
-            self.metrics.latency.labels(operation=operation).observe(time.monotonic() - start)
-        self.metrics.calls.labels(operation=operation, outcome="success").inc()
-        return result
+            if record:
+                self.metrics.calls.labels(operation=operation, outcome=outcome).inc()
+                self.metrics.latency.labels(operation=operation).observe(time.monotonic() - start)
 
-    def _call(self, operation: str, fn: Callable[[int], T]) -> T:
+    def _call(self, operation: str, fn: Callable[[int], T], deadline: Deadline) -> T:
         uri = redact_uri(self.tracking_uri)
         policy = self.policy
 
         def one_attempt(attempt: int) -> T:
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"{operation}: deadline of {deadline.seconds}s passed before attempt {attempt}"
+                )
             if not self.breaker.allow():
                 raise CircuitOpenError(
                     f"{operation}: circuit breaker for {uri} is open (MLflow failed repeatedly); "
@@ -177,7 +268,7 @@ class Resilience:
                     attempts=attempt - 1,
                 )
             try:
-                value = fn(attempt)
+                value = _run_bounded(fn, attempt, min(policy.attempt_timeout, remaining))
             except Exception as exc:
                 if classify(exc) is None:
                     self.breaker.record_success()  # MLflow answered: it is up
@@ -208,7 +299,7 @@ class Resilience:
             retry=retry_if_exception(
                 lambda e: not isinstance(e, CircuitOpenError) and classify(e) is not None
             ),
-            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.deadline),
+            stop=stop_after_attempt(policy.max_attempts) | _StopAt(deadline),
             wait=wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff),
             before_sleep=before_sleep,
             sleep=self._sleep,
@@ -237,7 +328,7 @@ class Resilience:
             raise MlflowUnavailableError(
                 f"{operation}: MLflow at {uri} is unavailable ({cause}) after {attempts} "
                 f"attempt(s); policy: max_attempts={policy.max_attempts}, "
-                f"deadline={policy.deadline}s",
+                f"deadline={deadline.seconds}s",
                 tracking_uri=self.tracking_uri,
                 cause=cause,
                 attempts=attempts,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,6 +25,7 @@ __all__ = ["DEFAULT_EXPERIMENT_NAME", "ExperimentManager", "RegistryLike", "Trac
 DEFAULT_EXPERIMENT_NAME = "hokusai-default"
 
 _UNSET: Any = object()
+logger = logging.getLogger("hokusai.tracking")
 
 
 @runtime_checkable
@@ -273,14 +276,23 @@ ExperimentManager(registry=registry)
             ),
         )
         run_id = run.info.run_id
-        status = "FAILED"
         try:
             yield TrackedRun(self, run_id)
-            status = "FINISHED"
-        finally:
-            self.resilience.call(
-                "end_run", lambda _n: self.client.set_terminated(run_id, status=status)
-            )
+        except BaseException as exc:
+            # The block's exception is what the caller must see: a failure to mark the run
+            # FAILED (MLflow down too) is logged and attached as a note, never raised instead.
+            try:
+                self.resilience.call(
+                    "end_run", lambda _n: self.client.set_terminated(run_id, status="FAILED")
+                )
+            except Exception as end_exc:
+                logger.error("could not mark run %s FAILED: %s", run_id, end_exc)
+                if sys.version_info >= (3, 11):
+                    exc.add_note(f"hokusai: marking run {run_id} FAILED also failed: {end_exc}")
+            raise
+        self.resilience.call(
+            "end_run", lambda _n: self.client.set_terminated(run_id, status="FINISHED")
+        )
 
     def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         from mlflow.entities import Param

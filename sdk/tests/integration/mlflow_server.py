@@ -1,4 +1,4 @@
-"""Start and stop a real ``mlflow server`` (SQLite backend, local artifacts) on 127.0.0.1."""
+"""Start and stop a real ``mlflow server`` (SQLite or PostgreSQL backend, local artifacts)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ def free_port() -> int:
 class MlflowServer:
     """One ``mlflow server`` in its own process group; ``stop()`` kills the whole group."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, backend_uri: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.backend_uri = backend_uri or f"sqlite:///{workdir / 'mlflow.db'}"
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -42,7 +45,7 @@ class MlflowServer:
                 str(mlflow_bin),
                 "server",
                 "--backend-store-uri",
-                f"sqlite:///{self.workdir / 'mlflow.db'}",
+                self.backend_uri,
                 "--artifacts-destination",
                 str(self.workdir / "artifacts"),
                 "--host",

@@ -4,12 +4,17 @@ Modes: ``"pass"`` relays; ``"refuse"`` closes every client connection at once (c
 error); ``"503"`` answers every request with a 503. ``drop_response_for(path, n)`` forwards the
 next *n* requests whose path contains *path* to MLflow, waits for MLflow's full answer (so the
 server has committed) and then closes the client connection without relaying it: a lost response.
+``stall_response_for(path, seconds)`` does the same after holding the connection *seconds*
+(the server committed, then stalled past the client's timeout). ``delay_request_for(path,
+seconds)`` holds the request *before* forwarding it, so MLflow commits only after the client gave
+up and retried. ``delay_all`` slows every request (a slow server).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 def _read_request(sock: socket.socket) -> bytes | None:
@@ -45,7 +50,10 @@ class FlakyProxy:
         self.upstream_port = upstream_port
         self.mode = "pass"
         self._drops: dict[str, int] = {}
+        self._rules: list[list[object]] = []  # [fragment, remaining, kind, seconds]
+        self.delay_all = 0.0
         self.dropped = 0
+        self.in_flight = 0
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -64,6 +72,29 @@ class FlakyProxy:
     def drop_response_for(self, path_fragment: str, count: int = 1) -> None:
         with self._lock:
             self._drops[path_fragment] = count
+
+    def stall_response_for(self, path_fragment: str, seconds: float, count: int = 1) -> None:
+        with self._lock:
+            self._rules.append([path_fragment, count, "stall", seconds])
+
+    def delay_request_for(self, path_fragment: str, seconds: float, count: int = 1) -> None:
+        with self._lock:
+            self._rules.append([path_fragment, count, "delay", seconds])
+
+    def _rule(self, path: str) -> tuple[str, float] | None:
+        with self._lock:
+            for rule in self._rules:
+                fragment, remaining, kind, seconds = rule
+                if int(remaining) > 0 and str(fragment) in path:  # type: ignore[call-overload]
+                    rule[1] = int(remaining) - 1  # type: ignore[call-overload]
+                    return str(kind), float(seconds)  # type: ignore[arg-type]
+        return None
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Until no request is being relayed (a delayed create has reached MLflow)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def close(self) -> None:
         self._stop = True
@@ -89,6 +120,12 @@ class FlakyProxy:
                     self.requests.append(path)
                     if self.mode == "refuse":
                         return
+                    if self.mode == "401":
+                        client.sendall(
+                            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\n"
+                            b"Content-Type: text/plain\r\n\r\nunauthorized"
+                        )
+                        continue
                     if self.mode == "503":
                         client.sendall(
                             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 11\r\n"
@@ -102,7 +139,21 @@ class FlakyProxy:
                                 self._drops[fragment] = n - 1
                                 drop = True
                                 break
-                    response = self._forward(request)
+                    rule = self._rule(path)
+                    with self._lock:
+                        self.in_flight += 1
+                    try:
+                        if self.delay_all:
+                            time.sleep(self.delay_all)
+                        if rule is not None and rule[0] == "delay":
+                            time.sleep(rule[1])
+                        response = self._forward(request)
+                    finally:
+                        with self._lock:
+                            self.in_flight -= 1
+                    if rule is not None and rule[0] == "stall":
+                        time.sleep(rule[1])
+                        drop = True
                     if drop or response is None:
                         self.dropped += int(drop)
                         client.shutdown(socket.SHUT_RDWR)

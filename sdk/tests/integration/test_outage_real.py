@@ -18,7 +18,7 @@ from hokusai.breaker import CircuitBreaker
 from hokusai.cli import main as cli_main
 from hokusai.core import IDEMPOTENCY_TAG, ModelRegistry, Registration
 from hokusai.metrics import SdkMetrics
-from hokusai.outbox import Outbox
+from hokusai.outbox import Outbox, PendingRegistration
 from hokusai.resilience import RetryPolicy
 
 from .mlflow_server import MlflowServer
@@ -44,6 +44,7 @@ def test_outage_spools_and_flush_registers_each_exactly_once(
         metrics=metrics,
         breaker=breaker,
         outbox_path=outbox_path,
+        auto_drain=False,  # this test replays by hand (the background drain has its own test)
         retry_policy=RetryPolicy(
             max_attempts=3, initial_backoff=0.05, max_backoff=0.2, deadline=3, attempt_timeout=3
         ),
@@ -80,11 +81,11 @@ def test_outage_spools_and_flush_registers_each_exactly_once(
         real_mark_done = ob.mark_done
         calls = {"n": 0}
 
-        def crash_on_second(key: str, *, version: str) -> None:
+        def crash_on_second(row: PendingRegistration, *, version: str) -> None:
             calls["n"] += 1
             if calls["n"] == 2:
                 raise KeyboardInterrupt("replay process killed")
-            real_mark_done(key, version=version)
+            real_mark_done(row, version=version)
 
         time.sleep(breaker.config.reset_timeout)  # the breaker lets a probe through again
         monkeypatch.setattr(ob, "mark_done", crash_on_second)

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from hokusai.breaker import CircuitBreaker
-from hokusai.core import IDEMPOTENCY_TAG, ModelRegistry
+from hokusai.core import IDEMPOTENCY_TAG, REQUESTED_AT_TAG, ModelRegistry
 from hokusai.errors import MlflowRequestError
 from hokusai.metrics import SdkMetrics
 from hokusai.resilience import RetryPolicy
@@ -28,6 +28,7 @@ FAST = RetryPolicy(
 def registry_via(url: str, metrics: SdkMetrics, outbox: Path, **kw: object) -> ModelRegistry:
     kw.setdefault("breaker", CircuitBreaker(url, failure_threshold=50, reset_timeout=60))
     kw.setdefault("retry_policy", FAST)
+    kw.setdefault("auto_drain", False)
     return ModelRegistry(url, metrics=metrics, outbox_path=outbox, **kw)  # type: ignore[arg-type]
 
 
@@ -43,7 +44,7 @@ def sample(metrics: SdkMetrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def test_register_with_tags_aliases_and_from_a_run(
+def test_register_with_tags_aliases_and_description(
     mlflow_server: MlflowServer, metrics: SdkMetrics, outbox_path: Path, model_name: str
 ) -> None:
     reg = registry_via(mlflow_server.url, metrics, outbox_path)
@@ -54,22 +55,27 @@ def test_register_with_tags_aliases_and_from_a_run(
         aliases=["candidate"],
         description="first",
     )
-    assert (first.status, first.version) == ("registered", "1")
-
-    manager = ExperimentManager("runs-for-registry", registry=reg)
-    with manager.start_run() as run:
-        pass
-    second = reg.register_model(model_name, run_id=run.run_id, artifact_path="model")
-    assert second.version == "2"
+    assert (first.status, first.version, first.source) == ("registered", "1", "s3://bucket/m/1")
 
     client = MlflowClient(mlflow_server.url)
     mv1 = client.get_model_version(model_name, "1")
-    assert mv1.tags == {"team": "ml", IDEMPOTENCY_TAG: first.idempotency_key}
+    assert set(mv1.tags) == {"team", IDEMPOTENCY_TAG, REQUESTED_AT_TAG}
+    assert mv1.tags[IDEMPOTENCY_TAG] == first.idempotency_key
     assert mv1.description == "first"
     assert client.get_model_version_by_alias(model_name, "candidate").version == "1"
-    mv2 = client.get_model_version(model_name, "2")
-    assert mv2.run_id == run.run_id
-    assert reg.find_version(model_name, second.idempotency_key).version == "2"  # type: ignore[union-attr]
+    assert reg.find_version(model_name, first.idempotency_key).version == "1"  # type: ignore[union-attr]
+
+
+def test_run_without_a_logged_model_is_refused_not_spooled(
+    mlflow_server: MlflowServer, metrics: SdkMetrics, outbox_path: Path, model_name: str
+) -> None:
+    reg = registry_via(mlflow_server.url, metrics, outbox_path)
+    manager = ExperimentManager("runs-for-registry", registry=reg)
+    with manager.start_run() as run:
+        pass
+    with pytest.raises(MlflowRequestError, match="no logged model named 'model'"):
+        reg.register_model(model_name, run_id=run.run_id)
+    assert reg.outbox is not None and reg.outbox.depth() == 0
 
 
 def test_lost_response_retry_yields_exactly_one_version(

@@ -18,6 +18,7 @@ class FakeVersion:
     source: str
     run_id: str | None
     tags: dict[str, str]
+    model_id: str | None = None
 
 
 @dataclass
@@ -25,6 +26,8 @@ class FakeClient:
     models: set[str] = field(default_factory=set)
     versions: list[FakeVersion] = field(default_factory=list)
     experiments: dict[str, str] = field(default_factory=dict)
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)
+    created: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     # hooks: method name -> callable(phase) raising before ("before") or after ("after") the effect
     faults: dict[str, Callable[[str], None]] = field(default_factory=dict)
@@ -42,8 +45,10 @@ class FakeClient:
             raise MlflowException(
                 f"Registered Model with name={name} not found", error_code=RESOURCE_DOES_NOT_EXIST
             )
-        n = 1 + sum(1 for v in self.versions if v.name == name)
-        mv = FakeVersion(name, str(n), source, kw.get("run_id"), dict(kw.get("tags") or {}))
+        n = self.created[name] = self.created.get(name, 0) + 1  # never reused, like MLflow
+        mv = FakeVersion(
+            name, str(n), source, kw.get("run_id"), dict(kw.get("tags") or {}), kw.get("model_id")
+        )
         self.versions.append(mv)
         self._fault("create_model_version", "after")
         return mv
@@ -69,6 +74,19 @@ class FakeClient:
 
     def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
         self.calls.append(("set_registered_model_alias", (name, alias, version)))
+        self._fault("set_registered_model_alias", "before")
+        self.aliases[(name, alias)] = version
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> FakeVersion:
+        self.calls.append(("get_model_version_by_alias", (name, alias)))
+        version = self.aliases.get((name, alias))
+        if version is None:
+            raise MlflowException("no alias", error_code=RESOURCE_DOES_NOT_EXIST)
+        return next(v for v in self.versions if (v.name, v.version) == (name, version))
+
+    def delete_model_version(self, name: str, version: str) -> None:
+        self.calls.append(("delete_model_version", (name, version)))
+        self.versions = [v for v in self.versions if (v.name, v.version) != (name, version)]
 
     def search_experiments(self, max_results: int = 1) -> list[str]:
         self.calls.append(("search_experiments", (max_results,)))
@@ -99,6 +117,7 @@ class FakeClient:
 
     def set_terminated(self, run_id: str, status: str | None = None) -> None:
         self.calls.append(("set_terminated", (run_id, status)))
+        self._fault("set_terminated", "before")
 
     def log_batch(self, run_id: str, metrics: Any = (), params: Any = ()) -> None:
         self.calls.append(

@@ -56,18 +56,31 @@ def test_half_open_lets_exactly_one_probe_and_closes_on_success() -> None:
     assert seen == ["open", "half-open", "closed"]
 
 
-def test_probe_failure_reopens_for_a_full_timeout() -> None:
+def test_failed_probes_back_off_up_to_the_cap_and_success_resets() -> None:
     clock = Clock()
-    b, _ = make(clock, failure_threshold=1, reset_timeout=5)
+    b, _ = make(clock, failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
     b.record_failure()
-    clock.now = 6
+    opened = []
+    for _ in range(5):  # each failed probe doubles the wait: 1, 2, 4, then the 5 s cap
+        wait = b.seconds_until_probe()
+        opened.append(wait)
+        clock.now += wait - 0.01
+        assert not b.allow()
+        clock.now += 0.01
+        assert b.allow() and b.state == "half-open"
+        b.record_failure()
+    assert opened == [1, 2, 4, 5, 5]
+    clock.now += 5
     assert b.allow()
-    b.record_failure()
-    assert b.state == "open"
-    clock.now = 10.9
-    assert not b.allow()
-    clock.now = 11
-    assert b.allow()
+    b.record_success()
+    assert b.state == "closed"
+    b.record_failure()  # a new outage starts from the short timeout again
+    assert b.seconds_until_probe() == 1
+
+
+def test_default_probes_within_seconds() -> None:
+    cfg = BreakerConfig()
+    assert (cfg.reset_timeout, cfg.max_reset_timeout, cfg.backoff) == (1.0, 30.0, 2.0)
 
 
 def test_success_threshold_needs_several_probes() -> None:
@@ -98,6 +111,8 @@ def test_release_frees_the_probe_slot() -> None:
         ({"failure_threshold": 0}, "thresholds must be >= 1"),
         ({"success_threshold": 0}, "thresholds must be >= 1"),
         ({"reset_timeout": -1}, "reset_timeout"),
+        ({"reset_timeout": 10, "max_reset_timeout": 5}, "max_reset_timeout"),
+        ({"backoff": 0.5}, "backoff"),
     ],
 )
 def test_config_validation(kw: dict[str, float], match: str) -> None:
@@ -110,6 +125,14 @@ def test_one_breaker_per_tracking_uri() -> None:
     assert breaker_for("http://127.0.0.1:7001") is a
     assert breaker_for("http://127.0.0.1:7002") is not a
     assert a.config.failure_threshold == 2
+
+
+def test_a_different_config_for_a_shared_breaker_is_refused() -> None:
+    a = breaker_for("http://127.0.0.1:7003", BreakerConfig(failure_threshold=2))
+    assert breaker_for("http://127.0.0.1:7003", BreakerConfig(failure_threshold=2)) is a
+    assert breaker_for("http://127.0.0.1:7003") is a  # no config: whatever is in use
+    with pytest.raises(ValueError, match="already runs with"):
+        breaker_for("http://127.0.0.1:7003", BreakerConfig(failure_threshold=9))
 
 
 def test_listener_added_later_gets_current_state() -> None:

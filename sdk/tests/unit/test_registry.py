@@ -27,15 +27,18 @@ def make(
     *,
     spool: bool = True,
     breaker: CircuitBreaker | None = None,
+    **kw: object,
 ) -> ModelRegistry:
-    return ModelRegistry(
+    kw.setdefault("auto_drain", False)
+    return ModelRegistry(  # type: ignore[misc]
         URI,
-        client=client,
+        client=client,  # type: ignore[arg-type]
         metrics=metrics,
-        retry_policy=FAST,  # type: ignore[arg-type]
+        retry_policy=FAST,
         breaker=breaker or CircuitBreaker("t", failure_threshold=50),
         outbox_path=tmp_path / "o.sqlite3",
         spool=spool,
+        **kw,
     )
 
 
@@ -53,10 +56,13 @@ def test_missing_registered_model_is_created(tmp_path: Path, metrics: SdkMetrics
     assert r.version == "1" and client.models == {"new"}
 
 
-def test_run_source(tmp_path: Path, metrics: SdkMetrics) -> None:
+def test_logged_model_uri_is_registered_with_its_model_id(
+    tmp_path: Path, metrics: SdkMetrics
+) -> None:
     client = FakeClient(models={"m"})
-    make(tmp_path, metrics, client).register_model("m", run_id="abc", artifact_path="clf")
-    assert (client.versions[0].source, client.versions[0].run_id) == ("runs:/abc/clf", "abc")
+    r = make(tmp_path, metrics, client).register_model("m", "models:/m-0123abcd")
+    assert client.versions[0].model_id == "m-0123abcd"
+    assert (r.source, r.model_id) == ("models:/m-0123abcd", "m-0123abcd")
 
 
 def test_lost_response_retry_returns_the_existing_version(
@@ -164,7 +170,10 @@ def test_open_breaker_spools_without_calling(tmp_path: Path, metrics: SdkMetrics
     ("kwargs", "exc", "match"),
     [
         ({"name": " ", "source": "s3://x"}, ValueError, "needs a model name"),
-        ({"name": "m"}, ValueError, "source='s3://...' or run_id="),
+        ({"name": "m"}, ValueError, "or run_id="),
+        ({"name": "m", "source": "s", "aliases": ["latest"]}, ValueError, "refused by MLflow"),
+        ({"name": "m", "source": "s", "aliases": ["v3"]}, ValueError, "reserved"),
+        ({"name": "m", "source": "s", "aliases": "champion"}, TypeError, "list of names"),
         ({"name": "m", "source": "s", "idempotency_key": "has space"}, ValueError, "must match"),
         ({"name": "m", "source": "s", "tags": {IDEMPOTENCY_TAG: "x"}}, ValueError, "reserved"),
         ({"name": "m", "source": "s", "tags": {"a": 1}}, TypeError, "str -> str"),
