@@ -104,10 +104,63 @@ def ensure_key_index(uri: str) -> dict:
         engine.dispose()
 
 
+def observed_state(tracking_uri: str, auth_uri: str) -> dict:
+    """What the database holds now and which MLflow is installed, without importing MLflow."""
+    from importlib.metadata import version
+
+    engine = sqlalchemy.create_engine(tracking_uri)
+    try:
+        tracking = revision(engine, "alembic_version")
+        with engine.connect() as conn:
+            has_index = sqlalchemy.inspect(conn).has_table("model_version_tags") and KEY_INDEX in {
+                ix["name"] for ix in sqlalchemy.inspect(conn).get_indexes("model_version_tags")
+            }
+    finally:
+        engine.dispose()
+    auth = None
+    if auth_uri:
+        engine = sqlalchemy.create_engine(auth_uri)
+        try:
+            auth = revision(engine, "alembic_version_auth")
+        finally:
+            engine.dispose()
+    return {"mlflow": version("mlflow"), "tracking": tracking, "auth": auth, "key_index": has_index}
+
+
+def read_stamp(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def write_stamp(path: str, state: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh)
+    os.replace(tmp, path)
+
+
 def main() -> int:
     tracking_uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
-    report: dict = {"tracking": migrate_tracking(tracking_uri)}
     auth_uri = os.environ.get("HOKUSAI_AUTH_DATABASE_URI", "")
+    # HOKUSAI_MIGRATION_STAMP: the state this host last brought the database to. When
+    # the installed release, the revisions in the database and the key index are all
+    # exactly as recorded there, nothing can need migrating and MLflow (seconds to
+    # import) is not loaded. Any difference (another release, a restored older
+    # database, a dropped index) runs the full path below.
+    stamp_path = os.environ.get("HOKUSAI_MIGRATION_STAMP", "")
+    if stamp_path:
+        state = observed_state(tracking_uri, auth_uri)
+        if state["tracking"] is not None and read_stamp(stamp_path) == state:
+            report = {k: {"before": state[k], "after": state[k]} for k in ("tracking", "auth") if state[k]}
+            report["key_index"] = {"name": KEY_INDEX, "changed": False}
+            report["changed"] = False
+            report["checked_against"] = "stamp"
+            print(json.dumps(report))
+            return 0
+    report: dict = {"tracking": migrate_tracking(tracking_uri)}
     if auth_uri:
         report["auth"] = migrate_auth(auth_uri)
     key_index = ensure_key_index(tracking_uri)  # after the migrations: it needs their tables
@@ -115,6 +168,8 @@ def main() -> int:
         v["before"] != v["after"] for v in report.values() if isinstance(v, dict)
     )
     report["key_index"] = key_index
+    if stamp_path:
+        write_stamp(stamp_path, observed_state(tracking_uri, auth_uri))
     print(json.dumps(report))
     return 0
 
