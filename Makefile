@@ -120,6 +120,11 @@ e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, a
 	  echo "==> pytest tests/e2e (SDK venv $$venv)"; \
 	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py
 
+.PHONY: drift
+drift: venv ## Against the running lab: edit a managed file and stop a managed service on mlflow1, site.yml must repair both
+	@echo "==> pytest tests/e2e/test_drift.py"
+	@cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook pytest -v -rP -p no:cacheprovider test_drift.py
+
 .PHONY: backup-drill
 backup-drill: venv ## Against the running lab (destroys its data): backup, verify (restore test), restore.yml, health
 	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
