@@ -47,7 +47,8 @@ def service_state() -> str:
 def changed_per_host(recap: str) -> dict[str, int]:
     """changed= of every host in the PLAY RECAP of an ansible-playbook run."""
     tail = recap.split("PLAY RECAP", 1)[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", tail, re.M)}
+    rows = re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", tail, re.M)
+    return {m.group(1): int(m.group(2)) for m in rows}
 
 
 def test_rerun_repairs_an_edited_file_and_a_stopped_service() -> None:
