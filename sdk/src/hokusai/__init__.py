@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from hokusai.core import ModelRegistry, Registration
 from hokusai.errors import (
+    AliasError,
     CircuitOpenError,
     HokusaiError,
+    IdempotencyConflictError,
     MlflowRequestError,
     MlflowUnavailableError,
     OutboxError,
@@ -19,9 +21,11 @@ from hokusai.resilience import RetryPolicy
 from hokusai.tracking import ExperimentManager
 
 __all__ = [
+    "AliasError",
     "CircuitOpenError",
     "ExperimentManager",
     "HokusaiError",
+    "IdempotencyConflictError",
     "MlflowRequestError",
     "MlflowUnavailableError",
     "ModelRegistry",
@@ -30,4 +34,4 @@ __all__ = [
     "RetryPolicy",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -58,6 +58,29 @@ class BreakerConfig:
     max_reset_timeout: float = 30.0
     backoff: float = 2.0
 
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_timeout: float = 1.0,
+        success_threshold: int = 1,
+        max_reset_timeout: float | None = None,
+        backoff: float = 2.0,
+    ) -> None:
+        # max_reset_timeout defaults to max(30 s, reset_timeout): a 0.2 config such as
+        # BreakerConfig(reset_timeout=60) keeps working (and keeps its fixed 60 s)
+        for name, value in (
+            ("failure_threshold", failure_threshold),
+            ("reset_timeout", reset_timeout),
+            ("success_threshold", success_threshold),
+            (
+                "max_reset_timeout",
+                max(30.0, reset_timeout) if max_reset_timeout is None else max_reset_timeout,
+            ),
+            ("backoff", backoff),
+        ):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         if self.failure_threshold < 1 or self.success_threshold < 1:
             raise ValueError("BreakerConfig thresholds must be >= 1, e.g. failure_threshold=5")
@@ -89,11 +112,7 @@ class CircuitBreaker:
     ) -> None:
         self.name = name
         self.config = BreakerConfig(
-            failure_threshold,
-            reset_timeout,
-            success_threshold,
-            max(reset_timeout, 30.0) if max_reset_timeout is None else max_reset_timeout,
-            backoff,
+            failure_threshold, reset_timeout, success_threshold, max_reset_timeout, backoff
         )
         self._timeout = reset_timeout  # current open period, grows while probes fail
         self._clock = clock

@@ -404,7 +404,7 @@ the MLFLOW_TRACKING_URI environment variable
             description=description,
             idempotency_key=key,
         )
-        if self.outbox is not None:
+        if self.outbox is not None and idempotency_key is not None:
             self.outbox.check(reg)  # a reused key with another payload: refused before any I/O
         start = time.monotonic()
         outcome = "error"
@@ -489,7 +489,8 @@ the MLFLOW_TRACKING_URI environment variable
                         replace(row, tracking_uri=self.tracking_uri),
                         Deadline(self.retry_policy.deadline),
                         operation="replay",
-                        lookup_first=True,
+                        # with the index a create that finds the key taken *is* the lookup
+                        lookup_first=not self.key_index,
                         replay=True,
                     )
                     outcome = "deduplicated" if result.deduplicated else "success"

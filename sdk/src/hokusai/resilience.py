@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -138,8 +139,39 @@ class Deadline:
         return self.remaining() <= 0
 
 
+class _Workers:
+    """Daemon threads that run HTTP attempts, reused across calls (no thread start per request).
+
+    Daemon, so an abandoned attempt never holds up interpreter exit; the pool grows when every
+    worker is busy (abandoned attempts end at the latest with their socket timeout).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle == 0:
+                threading.Thread(target=self._work, name="hokusai-attempt", daemon=True).start()
+            else:
+                self._idle -= 1
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            job()
+            with self._lock:
+                self._idle += 1
+
+
+_workers = _Workers()
+
+
 def _run_bounded(fn: Callable[[int], T], attempt: int, timeout: float) -> T:
-    """``fn(attempt)`` in a daemon thread; give up waiting after *timeout* seconds.
+    """``fn(attempt)`` in a worker thread; give up waiting after *timeout* seconds.
 
     The abandoned request finishes (or times out on its socket) in the background; the caller
     is never held longer than *timeout*. A create that commits after being abandoned is what the
@@ -156,7 +188,7 @@ def _run_bounded(fn: Callable[[int], T], attempt: int, timeout: float) -> T:
         finally:
             done.set()
 
-    threading.Thread(target=run, name="hokusai-attempt", daemon=True).start()
+    _workers.submit(run)
     if not done.wait(max(0.0, timeout)):
         raise DeadlineExceeded(f"attempt {attempt} still running after {timeout:.2f}s: abandoned")
     if "error" in box:
