@@ -55,7 +55,7 @@ class BreakerConfig:
     failure_threshold: int = 5
     reset_timeout: float = 1.0
     success_threshold: int = 1
-    max_reset_timeout: float = 30.0
+    max_reset_timeout: float = 10.0
     backoff: float = 2.0
 
     def __init__(
@@ -66,7 +66,7 @@ class BreakerConfig:
         max_reset_timeout: float | None = None,
         backoff: float = 2.0,
     ) -> None:
-        # max_reset_timeout defaults to max(30 s, reset_timeout): a 0.2 config such as
+        # max_reset_timeout defaults to max(10 s, reset_timeout): a 0.2 config such as
         # BreakerConfig(reset_timeout=60) keeps working (and keeps its fixed 60 s)
         for name, value in (
             ("failure_threshold", failure_threshold),
@@ -74,7 +74,7 @@ class BreakerConfig:
             ("success_threshold", success_threshold),
             (
                 "max_reset_timeout",
-                max(30.0, reset_timeout) if max_reset_timeout is None else max_reset_timeout,
+                max(10.0, reset_timeout) if max_reset_timeout is None else max_reset_timeout,
             ),
             ("backoff", backoff),
         ):
@@ -89,7 +89,7 @@ class BreakerConfig:
         if self.max_reset_timeout < self.reset_timeout:
             raise ValueError(
                 "BreakerConfig needs max_reset_timeout >= reset_timeout, e.g. "
-                "BreakerConfig(reset_timeout=1.0, max_reset_timeout=30.0)"
+                "BreakerConfig(reset_timeout=1.0, max_reset_timeout=10.0)"
             )
         if self.backoff < 1:
             raise ValueError("BreakerConfig(backoff=...) must be >= 1, e.g. backoff=2.0")

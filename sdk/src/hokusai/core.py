@@ -327,8 +327,12 @@ the MLFLOW_TRACKING_URI environment variable
             if auto_drain:
                 self._drainer = _Drainer(self, batch=drain_batch, pause=1.0)
                 ref = weakref.ref(self)
+                initial = [True]  # add_listener reports the current state at once: not a change
 
                 def on_state(_name: str, state: str) -> None:
+                    if initial[0]:
+                        initial[0] = False
+                        return
                     me = ref()
                     if state == "closed" and me is not None:
                         me._kick_drain_if_pending()

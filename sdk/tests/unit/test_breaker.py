@@ -80,7 +80,7 @@ def test_failed_probes_back_off_up_to_the_cap_and_success_resets() -> None:
 
 def test_default_probes_within_seconds() -> None:
     cfg = BreakerConfig()
-    assert (cfg.reset_timeout, cfg.max_reset_timeout, cfg.backoff) == (1.0, 30.0, 2.0)
+    assert (cfg.reset_timeout, cfg.max_reset_timeout, cfg.backoff) == (1.0, 10.0, 2.0)
     old = BreakerConfig(reset_timeout=60)  # a 0.2 config keeps its fixed 60 s
     assert (old.reset_timeout, old.max_reset_timeout) == (60, 60)
 
