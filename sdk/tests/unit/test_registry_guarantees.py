@@ -15,10 +15,11 @@ import requests
 from mlflow.exceptions import MlflowException, RestException
 
 from hokusai.breaker import CircuitBreaker
+from hokusai.cli import main as cli_main
 from hokusai.core import IDEMPOTENCY_TAG, ModelRegistry
 from hokusai.errors import AliasError, IdempotencyConflictError
 from hokusai.metrics import SdkMetrics
-from hokusai.outbox import PendingRegistration
+from hokusai.outbox import Outbox, PendingRegistration
 from hokusai.resilience import RetryPolicy
 from hokusai.tracking import ExperimentManager
 from hokusai.transient import classify, is_auth_error
@@ -290,3 +291,51 @@ def test_tenacity_floor_is_the_first_importable_release() -> None:
     requires = importlib.metadata.requires("hokusai-ml-platform") or []
     (tenacity,) = [r for r in requires if r.startswith("tenacity")]
     assert ">=8.3" in tenacity.replace(" ", "").split(",") or "tenacity>=8.3" in tenacity
+
+
+def test_outbox_gauges_are_read_at_scrape_time(tmp_path: Path, metrics: SdkMetrics) -> None:
+    client = FakeClient(models={"m"}, faults={"create_model_version": connection_refused})
+    reg = make(tmp_path, metrics, client)
+    reg.register_model("m", "s3://b/1")
+    labels = {"outbox": str(tmp_path / "o.sqlite3")}
+    assert metrics.registry.get_sample_value("hokusai_sdk_outbox_depth", labels) == 1
+    age = metrics.registry.get_sample_value("hokusai_sdk_outbox_oldest_pending_age_seconds", labels)
+    assert age is not None and age >= 0
+    # another process (same file, another Outbox object) flushes and fails rows meanwhile
+    other = Outbox(tmp_path / "o.sqlite3")
+    (row,) = other.entries()
+    other.mark_failed(row, error="refused")
+    assert metrics.registry.get_sample_value("hokusai_sdk_outbox_depth", labels) == 0
+    assert metrics.registry.get_sample_value("hokusai_sdk_outbox_failed", labels) == 1
+    assert (
+        metrics.registry.get_sample_value("hokusai_sdk_outbox_oldest_pending_age_seconds", labels)
+        is None
+    )
+
+
+def test_flush_honours_the_registry_uri(tmp_path: Path, metrics: SdkMetrics) -> None:
+    client = FakeClient(models={"m"}, faults={"create_model_version": connection_refused})
+    plain = make(tmp_path, metrics, client)
+    other = make(tmp_path, metrics, client, registry_uri="http://registry.example")
+    a = plain.register_model("m", "s3://b/plain")
+    b = other.register_model("m", "s3://b/other")
+    del client.faults["create_model_version"]
+    assert [r.idempotency_key for r in other.flush().registered] == [b.idempotency_key]
+    assert [r.idempotency_key for r in plain.flush().registered] == [a.idempotency_key]
+
+
+def test_cli_requeue_puts_failed_rows_back(
+    tmp_path: Path, metrics: SdkMetrics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = FakeClient(models={"m"}, faults={"create_model_version": connection_refused})
+    reg = make(tmp_path, metrics, client)
+    r = reg.register_model("m", "s3://b/1")
+    assert reg.outbox is not None
+    (row,) = reg.outbox.entries()
+    reg.outbox.mark_failed(row, error="refused")
+    path = str(tmp_path / "o.sqlite3")
+    assert cli_main(["--path", path, "requeue", "--key", "nope"]) == 0
+    assert "requeued 0 row(s)" in capsys.readouterr().out
+    assert cli_main(["--path", path, "requeue", "--key", r.idempotency_key]) == 0
+    assert "requeued 1 row(s)" in capsys.readouterr().out
+    assert reg.outbox.counts() == {"pending": 1, "done": 0, "failed": 0}
