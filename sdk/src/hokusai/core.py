@@ -208,7 +208,7 @@ class _Drainer:
             registry = self._registry()
             if registry is None or registry.outbox is None:
                 return
-            if registry.outbox.depth(registry.tracking_uri) == 0:
+            if registry.outbox.depth(registry.tracking_uri, registry.registry_uri or "") == 0:
                 return
             wait = registry.breaker.seconds_until_probe()
             del registry  # no strong reference while sleeping
@@ -478,7 +478,8 @@ the MLFLOW_TRACKING_URI environment variable
         with self.outbox.replay_lock(blocking=blocking) as held:
             if not held:
                 return FlushReport(
-                    still_pending=self.outbox.depth(self.tracking_uri), stopped_by="locked"
+                    still_pending=self.outbox.depth(self.tracking_uri, self.registry_uri or ""),
+                    stopped_by="locked",
                 )
             pending = self.outbox.entries(
                 "pending", tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or ""
@@ -546,7 +547,7 @@ the MLFLOW_TRACKING_URI environment variable
         return FlushReport(
             registered=registered,
             failed=failed,
-            still_pending=self.outbox.depth(self.tracking_uri),
+            still_pending=self.outbox.depth(self.tracking_uri, self.registry_uri or ""),
             stopped_by=stopped_by,
         )
 
@@ -597,7 +598,7 @@ the MLFLOW_TRACKING_URI environment variable
     def _kick_drain_if_pending(self) -> None:
         if self._drainer is not None and self.outbox is not None:
             try:
-                if self.outbox.depth(self.tracking_uri) > 0:
+                if self.outbox.depth(self.tracking_uri, self.registry_uri or "") > 0:
                     self._drainer.kick()
             except Exception:
                 logger.exception("cannot read outbox %s", self.outbox.path)

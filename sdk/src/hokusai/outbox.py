@@ -387,15 +387,20 @@ class Outbox:
             raise OutboxError(f"outbox {self.path}: {exc}") from exc
         return out
 
-    def depth(self, tracking_uri: str | None = None) -> int:
-        """Pending registrations (of one tracking URI if given)."""
+    def depth(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> int:
+        """Pending registrations (of one tracking URI, and registry URI, if given)."""
         if tracking_uri is None:
             return self.counts()["pending"]
         try:
             with self._connect() as conn:
                 (n,) = conn.execute(
-                    "SELECT COUNT(*) FROM registrations WHERE state='pending' AND tracking_uri=?",
-                    (redact_uri(tracking_uri),),
+                    "SELECT COUNT(*) FROM registrations WHERE state='pending' AND tracking_uri=? "
+                    "AND (? IS NULL OR registry_uri=?)",
+                    (
+                        redact_uri(tracking_uri),
+                        registry_uri,
+                        redact_uri(registry_uri) if registry_uri else registry_uri,
+                    ),
                 ).fetchone()
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: {exc}") from exc
