@@ -43,7 +43,9 @@ def _status(outbox: Outbox, as_json: bool) -> int:
                             "tracking_uri": redact_uri(e.tracking_uri),
                             "name": e.name,
                             "state": e.state,
+                            "registry_uri": e.registry_uri,
                             "attempts": e.attempts,
+                            "strikes": e.strikes,
                             "version": e.version,
                             "last_error": e.last_error,
                         }
@@ -62,7 +64,7 @@ def _status(outbox: Outbox, as_json: bool) -> int:
                 continue
             print(
                 f"{e.state:8} {e.idempotency_key} {e.name} -> {redact_uri(e.tracking_uri)} "
-                f"attempts={e.attempts} last_error={e.last_error or '-'}"
+                f"attempts={e.attempts} strikes={e.strikes} last_error={e.last_error or '-'}"
             )
     return 0 if counts["pending"] == 0 and counts["failed"] == 0 else 1
 
