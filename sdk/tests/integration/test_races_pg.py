@@ -241,3 +241,54 @@ def test_postgres_crash_short_outage_stays_short(
     keys = keys_of(url, name)
     assert {r.idempotency_key for _t, r in receipts} == set(keys)
     assert max(keys.values()) == 1
+
+
+def test_cli_flush_in_another_process_racing_reruns_makes_one_version_per_key(
+    pg_mlflow: PgMlflow, pg_proxy: FlakyProxy, metrics: SdkMetrics, tmp_path: Path
+) -> None:
+    """The review's case: a cron `hokusai-outbox flush` and a pipeline re-run, same keys."""
+    import fcntl
+    import os
+
+    outbox = tmp_path / "o.sqlite3"
+    reg = registry(pg_proxy.url, metrics, outbox, retry_policy=RetryPolicy(max_attempts=1))
+    name = f"cliflush-{uuid.uuid4().hex[:8]}"
+    MlflowClient(pg_mlflow.server.url).create_registered_model(name)
+    keys = [f"job-{i}" for i in range(6)]
+    pg_proxy.mode = "refuse"
+    for k in keys:
+        assert reg.register_model(name, f"s3://bucket/{k}", idempotency_key=k).pending
+    pg_proxy.mode = "pass"
+    pg_proxy.delay_all = 0.15  # both sides slow enough to overlap
+    env = dict(os.environ, HOKUSAI_KEY_INDEX="1")
+    cli = Path(sys.executable).parent / "hokusai-outbox"
+    flush = subprocess.Popen(
+        [str(cli), "--path", str(outbox), "flush"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    lock = outbox.with_name(outbox.name + ".lock")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the other process holds the replay lock
+        if lock.exists():
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                break
+            finally:
+                os.close(fd)
+        time.sleep(0.01)
+    rerun = registry(pg_proxy.url, metrics, tmp_path / "rerun.sqlite3")
+    # newest first while the flush goes oldest first: they meet in the middle
+    receipts = [
+        rerun.register_model(name, f"s3://bucket/{k}", idempotency_key=k) for k in reversed(keys)
+    ]
+    out, _ = flush.communicate(timeout=120)
+    pg_proxy.delay_all = 0
+    assert flush.returncode == 0, out
+    print(
+        f"\nCLI flush: {out.count('already registered')} of {len(keys)} found by key; re-run: "
+        f"{sum(r.deduplicated for r in receipts)} of {len(keys)} found by key"
+    )
+    assert {r.status for r in receipts} == {"registered"}
+    assert keys_of(pg_mlflow.server.url, name) == Counter(dict.fromkeys(keys, 1))
