@@ -861,7 +861,7 @@ the MLFLOW_TRACKING_URI environment variable
                 return version
 
             try:
-                now = self.resilience.call("set_alias", set_alias, deadline=deadline)
+                now = self.resilience.call("set_alias", set_alias, deadline=deadline, record=False)
             except MlflowUnavailableError:
                 return tuple(reg.aliases[i:])
             except MlflowRequestError as exc:
