@@ -170,6 +170,15 @@ class _Workers:
 _workers = _Workers()
 
 
+def _reset_workers_after_fork() -> None:
+    # a forked child has none of the parent's threads: start from an empty pool
+    global _workers  # the pool is process-wide by design (threads are per process)
+    _workers = _Workers()
+
+
+os.register_at_fork(after_in_child=_reset_workers_after_fork)
+
+
 def _run_bounded(fn: Callable[[int], T], attempt: int, timeout: float) -> T:
     """``fn(attempt)`` in a worker thread; give up waiting after *timeout* seconds.
 

@@ -238,3 +238,27 @@ def test_deadline_is_enforced_even_when_an_attempt_hangs(metrics: SdkMetrics) ->
     elapsed = time.monotonic() - start
     release.set()
     assert elapsed < 0.5 + 0.2, elapsed
+
+
+def test_a_forked_child_gets_its_own_attempt_workers(metrics: SdkMetrics) -> None:
+    import os
+    import warnings
+
+    r = Resilience(
+        "http://127.0.0.1:5999",
+        policy=RetryPolicy(deadline=5),
+        breaker=CircuitBreaker("b"),
+        metrics=metrics,
+    )
+    assert r.call("op", lambda n: n) == 1  # the parent's pool has an idle worker now
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork() in a threaded process; forking is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: must not wait for a worker that was not forked
+        try:
+            os._exit(0 if r.call("op", lambda n: n + 1) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
