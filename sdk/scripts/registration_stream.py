@@ -78,7 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
     end = time.monotonic() + args.seconds
 
+    errors: list[str] = []
+
     def client(i: int) -> None:
+        try:
+            register_loop(i)
+        except Exception as exc:  # a client that dies is a failure of the run
+            with lock:
+                errors.append(f"client {i}: {type(exc).__name__}: {exc}")
+
+    def register_loop(i: int) -> None:
         n = 0
         previous: str | None = None
         while time.monotonic() < end:
@@ -125,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "drained_after": round(drained_at - pending_at[-1], 2) if pending_at else 0.0,
         "still_pending": still,
     }
-    result["ok"] = not result["duplicated"] and not result["lost"] and still == 0
+    result["errors"] = errors
+    result["ok"] = not result["duplicated"] and not result["lost"] and still == 0 and not errors
     print(json.dumps(result))
     return 0 if result["ok"] else 1
 

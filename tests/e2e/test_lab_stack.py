@@ -57,6 +57,9 @@ def test_experiment_run_artifact_and_model_version(lab: Lab, unique: str, tmp_pa
             model_dir = tmp_path / "model"
             model_dir.mkdir()
             (model_dir / "weights.bin").write_bytes(payload)
+            # An old-style model directory: the SDK registers run artifacts only where an
+            # MLmodel marks them as a model (MLflow 3 logged models are the other way).
+            (model_dir / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
             client.log_artifacts(run.run_id, str(model_dir), artifact_path="model")
         run_id = run.run_id
         got = client.get_run(run_id)

@@ -719,7 +719,9 @@ the MLFLOW_TRACKING_URI environment variable
                 if missing.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
             else:
-                raise
+                # It exists now: a concurrent caller created it after our create failed. Try
+                # again; if the run is what is missing, this raises that error.
+                return create()
         try:
             self.client.create_registered_model(reg.name)
         except MlflowException as exc:
