@@ -88,11 +88,15 @@ def test_registrations_survive_a_primary_crash(lab: Lab, tmp_path: Path) -> None
         wait_for("registrations to flow", flowing, timeout=60)
 
         t_kill = time.monotonic()
-        subprocess.run(
-            ["docker", "exec", f"hokusai-lab-{old}", "pkill", "-KILL", "-o", "-u", "postgres", "-x", "postgres"],
-            check=True, timeout=30,
-        )  # fmt: skip
-        new = wait_for("a new leader", lambda: (lambda l: l if l and l != old else None)(leader()), timeout=60)
+        # The oldest postgres process of the postgres user is the postmaster.
+        postmaster = ["pkill", "-KILL", "-o", "-u", "postgres", "-x", "postgres"]
+        subprocess.run(["docker", "exec", f"hokusai-lab-{old}", *postmaster], check=True, timeout=30)
+
+        def new_leader() -> str | None:
+            now = leader()
+            return now if now and now != old else None
+
+        new = wait_for("a new leader", new_leader, timeout=60)
         failover_s = time.monotonic() - t_kill
 
         out, err = stream.communicate(timeout=400)
