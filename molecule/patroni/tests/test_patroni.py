@@ -206,6 +206,7 @@ def test_partitioned_leader_rejoins_on_the_new_timeline(client, app_dsn):
     replication connection to localhost and to run pg_rewind (or re-copy the
     node). It must stream again on the new leader's timeline within 60 s.
     """
+    sql(client, app_dsn, "create table if not exists failover_probe (id int primary key, at timestamptz)")
     sql(client, app_dsn, "truncate failover_probe")
     before = cluster(live_node())
     old_leader = leader_of(before)
