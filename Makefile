@@ -18,10 +18,14 @@ export PY_COLORS := 0
 # the per-task overhead that dominated re-runs. Every ansible-playbook and
 # molecule run started from here uses it; HOKUSAI_MITOGEN=0 runs Ansible's own
 # linear strategy instead. README "Deploy speed" says how to use it elsewhere.
+# A make started before the venv exists (a fresh clone) cannot see Mitogen
+# yet and runs the linear strategy; `make test` builds the venv first, so its
+# stages all use Mitogen.
 HOKUSAI_MITOGEN ?= 1
 ifeq ($(HOKUSAI_MITOGEN),1)
-export ANSIBLE_STRATEGY_PLUGINS = $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy))
-export ANSIBLE_STRATEGY = mitogen_linear
+MITOGEN_STRATEGY_DIR = $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy))
+export ANSIBLE_STRATEGY_PLUGINS = $(MITOGEN_STRATEGY_DIR)
+export ANSIBLE_STRATEGY = $(if $(MITOGEN_STRATEGY_DIR),mitogen_linear,linear)
 endif
 
 LAB_INVENTORY := inventories/lab
@@ -149,7 +153,7 @@ gate: lint unit ## Fast first gate of make test: lint + unit (about 2 min)
 # Cheapest first, so that a broken change fails within minutes; each stage
 # prints its duration (the CI budget: README "Tests and CI").
 .PHONY: test
-test: ## Everything CI runs: gate, SDK tests, Molecule scenarios, the whole stack on a fresh lab
+test: venv ## Everything CI runs: gate, SDK tests, Molecule scenarios, the whole stack on a fresh lab
 	@t0=$$(date +%s); for stage in gate sdk-test molecule lab-test; do \
 	  s0=$$(date +%s); $(MAKE) --no-print-directory $$stage; \
 	  echo "==> stage $$stage passed in $$(( $$(date +%s) - s0 )) s"; \
