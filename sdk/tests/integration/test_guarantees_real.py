@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from hokusai.breaker import CircuitBreaker
 from hokusai.core import ModelRegistry
 from hokusai.errors import MlflowRequestError
 from hokusai.metrics import SdkMetrics
@@ -21,19 +20,13 @@ from hokusai.resilience import RetryPolicy
 
 from .mlflow_server import MlflowServer
 from .proxy import FlakyProxy
+from .registries import FAST, fast_registry
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(
-    max_attempts=3, initial_backoff=0.02, max_backoff=0.05, deadline=5, attempt_timeout=5
-)
-
 
 def make(url: str, metrics: SdkMetrics, outbox: Path, **kw: object) -> ModelRegistry:
-    kw.setdefault("breaker", CircuitBreaker(url, failure_threshold=50, reset_timeout=0.1))
-    kw.setdefault("retry_policy", FAST)
-    kw.setdefault("auto_drain", False)
-    return ModelRegistry(url, metrics=metrics, outbox_path=outbox, **kw)  # type: ignore[arg-type]
+    return fast_registry(url, metrics, outbox, reset_timeout=0.1, **kw)
 
 
 # importing mlflow.pyfunc builds a schema from a pydantic model with an Any field and warns

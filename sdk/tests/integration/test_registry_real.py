@@ -17,19 +17,13 @@ from hokusai.tracking import ExperimentManager
 
 from .mlflow_server import MlflowServer
 from .proxy import FlakyProxy
+from .registries import FAST, fast_registry
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(
-    max_attempts=3, initial_backoff=0.02, max_backoff=0.05, deadline=5, attempt_timeout=5
-)
-
 
 def registry_via(url: str, metrics: SdkMetrics, outbox: Path, **kw: object) -> ModelRegistry:
-    kw.setdefault("breaker", CircuitBreaker(url, failure_threshold=50, reset_timeout=60))
-    kw.setdefault("retry_policy", FAST)
-    kw.setdefault("auto_drain", False)
-    return ModelRegistry(url, metrics=metrics, outbox_path=outbox, **kw)  # type: ignore[arg-type]
+    return fast_registry(url, metrics, outbox, reset_timeout=60, **kw)
 
 
 def versions(server: MlflowServer, name: str) -> list[tuple[str, str]]:
