@@ -32,7 +32,7 @@ LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order, and those kept for
 # `make test-extended` (their ground is covered in `make test` by lab-test's
 # backup drill: backup, verify with a real restore test, restore.yml).
-SCENARIOS ?= etcd patroni minio mlflow monitoring
+SCENARIOS ?= etcd patroni minio mlflow monitoring keepalived
 EXTENDED_SCENARIOS ?= backup
 FIGURES := .lab-figures
 
@@ -122,10 +122,10 @@ molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 	done
 
 .PHONY: e2e
-e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, auth), MinIO, health.yml, registrations through a primary crash
+e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, auth), MinIO, health.yml, registrations through a primary crash, the monitoring pair (alerts once, with either half down)
 	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
 	  echo "==> pytest tests/e2e (SDK venv $$venv)"; \
-	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py test_failover_registrations.py
+	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py test_failover_registrations.py test_monitoring_ha.py
 
 .PHONY: drift
 drift: venv ## Against the running lab: edit a managed file and stop a managed service on mlflow1, site.yml must repair both
