@@ -28,6 +28,21 @@ options:
     type: list
     elements: str
     default: []
+  pool_stats_url:
+    description:
+      - CSV statistics of the instance pool, that is HAProxy's C(/stats;csv) on the pool's metrics port
+        (role nginx_lb).
+        Every checked instance entry must be UP, in rotation after its active checks.
+      - Empty to skip.
+    type: str
+    default: ""
+  vip:
+    description:
+      - The floating address (role keepalived). Reports whether this host holds it (C(vip_held));
+        holding it or not is not a failure here, the caller compares the load balancers.
+      - Empty to skip.
+    type: str
+    default: ""
   timeout:
     description: Seconds to wait for each HTTP answer.
     type: int
@@ -61,6 +76,16 @@ checks:
   returned: always
   type: list
   elements: dict
+vip_held:
+  description: Whether this host holds O(vip); null when O(vip) is empty.
+  returned: always
+  type: bool
+pool:
+  description: The instance pool's checked entries (backend, name, status, last check), or null.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"backend": "mlflow_api", "server": "mlflow1", "status": "UP", "check": "L7OK"}]
 stub_status:
   description: The parsed stub_status counters, or null.
   returned: always
@@ -69,6 +94,8 @@ stub_status:
            "waiting": 1}
 """
 
+import csv  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
+import io  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
 import re  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
@@ -89,8 +116,48 @@ def parse_stub_status(text):
     return {k: int(v) for k, v in match.groupdict().items()} if match else None
 
 
-def evaluate(stub_resp, upstream_resps):
-    """Pure decision on the stub_status answer and each upstream's answer."""
+def parse_pool_csv(text):
+    """HAProxy CSV statistics -> the checked server entries (no fallbacks, frontends or backends)."""
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("# "):
+        return None
+    rows = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
+    return [
+        {
+            "backend": r["pxname"],
+            "server": r["svname"],
+            "status": r["status"],
+            "check": r.get("check_status", ""),
+        }
+        for r in rows
+        if r["svname"] not in ("FRONTEND", "BACKEND") and not r["svname"].endswith("-fallback")
+    ]
+
+
+def evaluate_pool(pool_resp):
+    """Checks for the instance pool: every checked entry UP."""
+    if pool_resp is None:
+        return [], None
+    pool = parse_pool_csv(pool_resp["body"]) if pool_resp["status"] == 200 else None
+    if pool is None:
+        return [check("pool", False, pool_resp["error"] or "the answer is not HAProxy CSV statistics")], None
+    if not pool:
+        return [check("pool", False, "no instance in the pool")], pool
+    checks = []
+    for entry in pool:
+        up = entry["status"] == "UP"
+        checks.append(
+            check(
+                f"pool {entry['backend']}/{entry['server']}",
+                up,
+                "in rotation" if up else f"{entry['status']} (last check {entry['check'] or 'none'})",
+            )
+        )
+    return checks, pool
+
+
+def evaluate(stub_resp, upstream_resps, pool_resp=None, vip=None, vip_held=None):
+    """Pure decision on stub_status, each upstream's answer, the pool's statistics and the address."""
     checks = []
     stub = parse_stub_status(stub_resp["body"]) if stub_resp["status"] == 200 else None
     if stub:
@@ -108,7 +175,16 @@ def evaluate(stub_resp, upstream_resps):
             checks.append(check(f"upstream {resp['url']}", True, "HTTP 200"))
         else:
             checks.append(check(f"upstream {resp['url']}", False, resp["error"]))
-    return summarize(COMPONENT, checks, stub_status=stub)
+    pool_checks, pool = evaluate_pool(pool_resp)
+    checks.extend(pool_checks)
+    if vip:
+        checks.append(check("vip", True, f"holds {vip}" if vip_held else f"standby for {vip}"))
+    return summarize(COMPONENT, checks, stub_status=stub, pool=pool, vip_held=vip_held if vip else None)
+
+
+def holds_address(ip_output, address):
+    """Whether `ip -o -4 addr show` output lists the address."""
+    return any(f" {address}/" in line for line in (ip_output or "").splitlines())
 
 
 def main():
@@ -116,6 +192,8 @@ def main():
         argument_spec={
             "stub_status_url": {"type": "str", "default": "http://127.0.0.1:8080/stub_status"},
             "upstreams": {"type": "list", "elements": "str", "default": []},
+            "pool_stats_url": {"type": "str", "default": ""},
+            "vip": {"type": "str", "default": ""},
             "timeout": {"type": "int", "default": 5},
         },
         supports_check_mode=True,
@@ -123,7 +201,14 @@ def main():
     p = module.params
     stub_resp = http_get(p["stub_status_url"], timeout=p["timeout"])
     upstream_resps = [http_get(url, timeout=p["timeout"]) for url in p["upstreams"]]
-    module.exit_json(changed=False, **evaluate(stub_resp, upstream_resps))
+    pool_resp = http_get(p["pool_stats_url"], timeout=p["timeout"]) if p["pool_stats_url"] else None
+    vip_held = None
+    if p["vip"]:
+        rc, out, err = module.run_command(["ip", "-o", "-4", "addr", "show"])
+        if rc != 0:
+            module.fail_json(msg=f"ip addr show failed: {err.strip()}")
+        vip_held = holds_address(out, p["vip"])
+    module.exit_json(changed=False, **evaluate(stub_resp, upstream_resps, pool_resp, p["vip"], vip_held))
 
 
 if __name__ == "__main__":

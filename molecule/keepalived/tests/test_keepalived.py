@@ -20,15 +20,20 @@ def holders() -> list[str]:
 
 
 def _holds(node: str) -> bool:
-    proc = subprocess.run(["docker", "exec", node, "ip", "-o", "-4", "addr", "show", "to", f"{VIP}/32"],
-                          capture_output=True, text=True, timeout=10, check=False)
+    proc = subprocess.run(
+        ["docker", "exec", node, "ip", "-o", "-4", "addr", "show", "to", f"{VIP}/32"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     return VIP in proc.stdout
 
 
 def answering() -> str | None:
     """The node that answers on the floating address, or None."""
     try:
-        with urllib.request.urlopen(f"http://{VIP}/whoami", timeout=0.5) as resp:  # noqa: S310 - lab address
+        with urllib.request.urlopen(f"http://{VIP}/whoami", timeout=0.5) as resp:
             return resp.read().decode().strip()
     except OSError:
         return None
@@ -36,6 +41,7 @@ def answering() -> str | None:
 
 def stable_holder() -> str:
     """Wait until exactly one node holds the address and answers on it; return it."""
+
     def probe() -> str | None:
         h = holders()
         return h[0] if len(h) == 1 and answering() == h[0] else None
@@ -88,9 +94,16 @@ def test_metric_says_who_holds_it():
     def metric(node: str) -> str:
         return docker("exec", node, "cat", "/var/lib/prometheus/node-exporter/keepalived_vip.prom")
 
-    wait_for(lambda: f'hokusai_lb_vip_held{{vip="{VIP}"}} 1' in metric(holder), timeout=15, what="holder's metric 1")
-    wait_for(lambda: f'hokusai_lb_vip_held{{vip="{VIP}"}} 0' in metric(other(holder)), timeout=15,
-             what="standby's metric 0")
+    wait_for(
+        lambda: f'hokusai_lb_vip_held{{vip="{VIP}"}} 1' in metric(holder),
+        timeout=15,
+        what="holder's metric 1",
+    )
+    wait_for(
+        lambda: f'hokusai_lb_vip_held{{vip="{VIP}"}} 0' in metric(other(holder)),
+        timeout=15,
+        what="standby's metric 0",
+    )
 
 
 def test_moves_when_the_service_stops_and_does_not_come_back():
@@ -116,16 +129,30 @@ def test_moves_when_the_holder_is_lost():
         assert took <= MOVE_GOAL_S, f"the address took {took:.2f} s to move (goal {MOVE_GOAL_S} s)"
     finally:
         docker("start", holder)
-    wait_for(lambda: subprocess.run(["docker", "exec", holder, "systemctl", "is-active", "keepalived"],
-                                    capture_output=True, text=True, check=False).stdout.strip() == "active",
-             timeout=60, what=f"keepalived on {holder} after its restart")
+    wait_for(
+        lambda: (
+            subprocess.run(
+                ["docker", "exec", holder, "systemctl", "is-active", "keepalived"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            == "active"
+        ),
+        timeout=60,
+        what=f"keepalived on {holder} after its restart",
+    )
     # Back as a backup: it does not take the address back.
     assert_stays(standby, 6)
 
 
 @pytest.mark.parametrize("node", NODES)
 def test_check_script_refuses_a_dead_url(node):
-    proc = subprocess.run(["docker", "exec", node, "/usr/local/sbin/hokusai-lb-check", "--timeout=1",
-                           "http://127.0.0.1:9/"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["docker", "exec", node, "/usr/local/sbin/hokusai-lb-check", "--timeout=1", "http://127.0.0.1:9/"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 1
     assert "not serving: http://127.0.0.1:9/" in proc.stderr

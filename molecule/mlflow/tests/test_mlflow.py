@@ -110,7 +110,7 @@ def wait_ready(node, timeout: float = 180) -> None:
 @pytest.mark.parametrize("name", INSTANCES)
 def test_services_active_and_hardened(nodes, name):
     node = nodes[name]
-    for unit in ("mlflow", "mlflow-s3-proxy", "mlflow-readiness"):
+    for unit in ("mlflow", "hokusai-s3-endpoint", "mlflow-readiness"):
         assert node.service(unit).is_running, unit
         assert node.service(unit).is_enabled, unit
     props = node.check_output("systemctl show mlflow -p KillMode -p User -p ProtectSystem -p NoNewPrivileges")
@@ -335,6 +335,6 @@ def test_rolling_restart_under_load_loses_no_call(nodes, admin, stream_target):
         assert nodes[name].check_output("systemctl show -p MainPID --value mlflow") != pids_before[name], (
             f"{name} was not restarted"
         )
-    assert "down" not in nodes[LB].check_output("/usr/local/sbin/mlflow-lb-backend list")
+    assert "MAINT" not in nodes[LB].check_output("/usr/local/sbin/mlflow-lb-backend list")
     assert result.reads_ok > 100 and result.writes_ok > 50, "the stream did not run"
     assert result.reads_failed == 0 and result.writes_failed == 0, result.summary()

@@ -59,3 +59,51 @@ def test_main(monkeypatch):
     result, code = run_main(nginx, {"upstreams": [UP1, UP2]})
     assert code == 0 and result["healthy"] is False and result["stub_status"]["requests"] == 72
     assert [c[0] for c in http.calls] == [STUB, UP1, UP2]
+
+
+POOL = "http://172.28.10.41:8405/stats;csv"
+
+
+def test_pool_in_rotation_and_vip_held():
+    result = nginx.evaluate(
+        answer_from("nginx", "stub_status.txt", STUB),
+        [],
+        answer_from("nginx", "pool_show_stat.csv", POOL),
+        vip="172.28.10.40",
+        vip_held=True,
+    )
+    assert result["healthy"] is True
+    assert [e["server"] for e in result["pool"]] == ["mlflow1", "mlflow2", "mlflow1", "mlflow2"]
+    assert result["vip_held"] is True
+    assert {"name": "vip", "healthy": True, "detail": "holds 172.28.10.40"} in result["checks"]
+
+
+def test_frozen_instance_out_of_rotation_is_a_problem():
+    # Recorded on lb1 two seconds after SIGSTOP on mlflow2's unit.
+    result = nginx.evaluate(
+        answer_from("nginx", "stub_status.txt", STUB),
+        [],
+        answer_from("nginx", "pool_show_stat_mlflow2_frozen.csv", POOL),
+        vip="172.28.10.40",
+        vip_held=False,
+    )
+    assert result["problems"] == [
+        "nginx pool mlflow_api/mlflow2: DOWN (last check L7TOUT)",
+        "nginx pool mlflow_artifacts/mlflow2: UP 1/2 (last check * L7TOUT)",
+    ]
+    assert {"name": "vip", "healthy": True, "detail": "standby for 172.28.10.40"} in result["checks"]
+
+
+def test_pool_not_answering():
+    result = nginx.evaluate(answer_from("nginx", "stub_status.txt", STUB), [], no_answer(POOL))
+    assert result["problems"] == [f"nginx pool: no answer from {POOL}: [Errno 111] Connection refused"]
+
+
+def test_holds_address():
+    out = (
+        "1: lo    inet 127.0.0.1/8 scope host lo\n"
+        "474: eth0    inet 172.28.10.41/24 brd 172.28.10.255 scope global eth0\n"
+        "474: eth0    inet 172.28.10.40/32 scope global eth0\n"
+    )
+    assert nginx.holds_address(out, "172.28.10.40") is True
+    assert nginx.holds_address(out, "172.28.10.4") is False

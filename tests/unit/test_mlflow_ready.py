@@ -1,0 +1,126 @@
+"""The readiness endpoint's logic (roles/mlflow/files/mlflow_ready.py): answers
+from background results, a hung check counts as failed, stale results too."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "roles/mlflow/files/mlflow_ready.py"
+spec = importlib.util.spec_from_file_location("mlflow_ready", SRC)
+ready = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ready)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ok() -> str:
+    return "fine"
+
+
+def broken() -> str:
+    raise ConnectionError("connection refused\nsecond line")
+
+
+def test_not_ready_before_the_first_results() -> None:
+    prober = ready.Prober({"database": ok}, clock=Clock())
+    report = prober.report()
+    assert report == {
+        "ready": False,
+        "checks": {"database": {"ok": False, "detail": "not checked yet", "ms": 0.0}},
+    }
+
+
+def test_ready_when_every_check_passed() -> None:
+    prober = ready.Prober({"database": ok, "artifacts": ok}, clock=Clock())
+    prober.run_once("database")
+    prober.run_once("artifacts")
+    report = prober.report()
+    assert report["ready"] is True
+    assert report["checks"]["database"]["detail"] == "fine"
+
+
+def test_a_failed_check_reports_its_first_line() -> None:
+    prober = ready.Prober({"database": broken, "artifacts": ok}, clock=Clock())
+    prober.run_once("database")
+    prober.run_once("artifacts")
+    report = prober.report()
+    assert report["ready"] is False
+    assert report["checks"]["database"] == {
+        "ok": False,
+        "detail": "ConnectionError: connection refused",
+        "ms": report["checks"]["database"]["ms"],
+    }
+    # The artifact pool does not care about the database.
+    assert prober.report(["artifacts"])["ready"] is True
+
+
+def test_a_hung_check_fails_while_it_runs_although_its_last_result_was_good() -> None:
+    clock = Clock()
+    release = threading.Event()
+    calls = []
+
+    def database() -> str:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)
+        return "fine"
+
+    prober = ready.Prober({"database": database}, slow_after=1.5, clock=clock)
+    prober.run_once("database")
+    assert prober.report()["ready"] is True
+    worker = threading.Thread(target=prober.run_once, args=("database",))
+    worker.start()
+    try:
+        # Wait until the second run has started (running_since set).
+        for _ in range(500):
+            if prober.running_since["database"] is not None:
+                break
+            threading.Event().wait(0.01)
+        clock.now += 1.0
+        assert prober.report()["ready"] is True, "a check within slow_after keeps its last result"
+        clock.now += 1.0
+        report = prober.report()
+        assert report["ready"] is False
+        assert "running for 2.0 s" in report["checks"]["database"]["detail"]
+    finally:
+        release.set()
+        worker.join()
+    assert prober.report()["ready"] is True
+
+
+def test_a_stale_result_fails() -> None:
+    clock = Clock()
+    prober = ready.Prober({"server": ok}, stale_after=10, clock=clock)
+    prober.run_once("server")
+    clock.now += 11
+    report = prober.report()
+    assert report["ready"] is False
+    assert report["checks"]["server"]["detail"].startswith("last result is 11 s old")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", None),
+        ("checks=artifacts,server", ["artifacts", "server"]),
+        ("x=1&checks=server", ["server"]),
+        ("checks=", None),
+    ],
+)
+def test_parse_checks(query: str, expected: list[str] | None) -> None:
+    assert ready.parse_checks(query, ready.CHECKS) == expected
+
+
+def test_parse_checks_refuses_unknown_names() -> None:
+    with pytest.raises(ValueError, match="unknown checks \\['disk'\\]"):
+        ready.parse_checks("checks=server,disk", ready.CHECKS)
