@@ -7,7 +7,11 @@ store. This probe proves what a request needs:
   server     the local instance answers /health
 One shot (exit 0 = ready, JSON report on stdout), or with --listen ADDR:PORT
 an HTTP endpoint (GET /ready: 200 or 503 with the same JSON) for load
-balancers and monitoring; results are cached for --cache seconds.
+balancers and monitoring. The endpoint answers at once from checks that run
+in the background (every --interval seconds, each in its own thread); a check
+still running after --slow-after seconds counts as failed. GET
+/ready?checks=artifacts,server asks about those checks only (the load
+balancer's artifact pool does not depend on the database).
 Configuration comes from the instance's environment file:
   MLFLOW_BACKEND_STORE_URI, MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
   AWS_SECRET_ACCESS_KEY, HOKUSAI_ARTIFACTS_BUCKET, HOKUSAI_ARTIFACTS_PREFIX,
@@ -25,9 +29,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import sqlalchemy
-
-_ENGINE: sqlalchemy.engine.Engine | None = None
+_ENGINE = None  # sqlalchemy Engine, created on first use
 
 
 def _timed(check):
@@ -42,6 +44,7 @@ def _timed(check):
 
 def check_database() -> str:
     global _ENGINE
+    import sqlalchemy
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     if _ENGINE is None:
@@ -92,35 +95,118 @@ def check_server() -> str:
 
 
 def probe() -> dict:
-    checks = {
-        "database": _timed(check_database),
-        "artifacts": _timed(check_artifacts),
-        "server": _timed(check_server),
-    }
+    checks = {name: _timed(check) for name, check in CHECKS.items()}
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
 
 
-class _Cache:
-    def __init__(self, ttl: float) -> None:
-        self.ttl, self.at, self.value, self.lock = ttl, 0.0, None, threading.Lock()
+class Prober:
+    """Runs every check in its own loop; answers from the latest results at once.
 
-    def get(self) -> dict:
+    A load balancer asks every second from every LB host: the answer must not
+    wait for the database or MinIO. Each check repeats every `interval`
+    seconds in its own thread, so a hung dependency (a blackholed database
+    host takes connect_timeout to fail) neither delays the answer nor hides
+    the others. A check that has been running longer than `slow_after`
+    counts as failed while it runs: an instance whose database calls hang is
+    not ready, whatever its last finished result said. A result older than
+    `stale_after` (the loop itself is stuck) counts as failed too.
+    """
+
+    def __init__(
+        self,
+        checks,
+        interval: float = 1.0,
+        slow_after: float = 1.5,
+        stale_after: float = 10.0,
+        clock=time.monotonic,
+    ) -> None:
+        self.checks, self.interval, self.slow_after, self.stale_after = (
+            checks,
+            interval,
+            slow_after,
+            stale_after,
+        )
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.results: dict[str, dict] = {}
+        self.finished_at: dict[str, float] = {}
+        self.running_since: dict[str, float | None] = {name: None for name in checks}
+
+    def run_once(self, name: str) -> None:
         with self.lock:
-            if self.value is None or time.monotonic() - self.at > self.ttl:
-                self.value, self.at = probe(), time.monotonic()
-            return self.value
+            self.running_since[name] = self.clock()
+        result = _timed(self.checks[name])
+        with self.lock:
+            self.results[name], self.finished_at[name], self.running_since[name] = result, self.clock(), None
+
+    def start(self) -> None:
+        def loop(name: str) -> None:
+            while True:
+                self.run_once(name)
+                time.sleep(self.interval)
+
+        for name in self.checks:
+            threading.Thread(target=loop, args=(name,), name=f"check-{name}", daemon=True).start()
+
+    def report(self, names=None) -> dict:
+        """Readiness from the latest results of `names` (default: every check)."""
+        now = self.clock()
+        out = {}
+        with self.lock:
+            for name in names or self.checks:
+                result, since = self.results.get(name), self.running_since.get(name)
+                if since is not None and now - since > self.slow_after:
+                    out[name] = {
+                        "ok": False,
+                        "detail": f"check running for {now - since:.1f} s (slow or hung dependency)",
+                        "ms": round((now - since) * 1000, 1),
+                    }
+                elif result is None:
+                    out[name] = {"ok": False, "detail": "not checked yet", "ms": 0.0}
+                elif (age := now - self.finished_at[name]) > self.stale_after:
+                    out[name] = {
+                        **result,
+                        "ok": False,
+                        "detail": f"last result is {age:.0f} s old: {result['detail']}",
+                    }
+                else:
+                    out[name] = result
+        return {"ready": bool(out) and all(c["ok"] for c in out.values()), "checks": out}
 
 
-def serve(listen: str, ttl: float) -> None:
+def parse_checks(query: str, known) -> list[str] | None:
+    """`checks=artifacts,server` from a query string; None = every check. Unknown names raise ValueError."""
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "checks" and value:
+            names = [n for n in value.split(",") if n]
+            unknown = sorted(set(names) - set(known))
+            if unknown:
+                raise ValueError(f"unknown checks {unknown}; known: {sorted(known)}")
+            return names
+    return None
+
+
+CHECKS = {"database": check_database, "artifacts": check_artifacts, "server": check_server}
+
+
+def serve(listen: str, interval: float, slow_after: float) -> None:
     host, _, port = listen.rpartition(":")
-    cache = _Cache(ttl)
+    prober = Prober(CHECKS, interval=interval, slow_after=slow_after)
+    prober.start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/ready", "/"):
+            path, _, query = self.path.partition("?")
+            if path not in ("/ready", "/"):
                 self.send_error(404)
                 return
-            report = cache.get()
+            try:
+                names = parse_checks(query, CHECKS)
+            except ValueError as exc:
+                self.send_error(400, str(exc))
+                return
+            report = prober.report(names)
             body = json.dumps(report).encode()
             self.send_response(200 if report["ready"] else 503)
             self.send_header("Content-Type", "application/json")
@@ -137,10 +223,19 @@ def serve(listen: str, ttl: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", help="serve GET /ready on ADDR:PORT instead of probing once")
-    parser.add_argument("--cache", type=float, default=2.0, help="seconds a result is reused (--listen)")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between runs of each check (--listen)"
+    )
+    parser.add_argument(
+        "--slow-after",
+        type=float,
+        default=1.5,
+        help="a check still running after this many seconds counts as failed (--listen)",
+    )
+    parser.add_argument("--cache", type=float, help=argparse.SUPPRESS)  # accepted from older unit files
     args = parser.parse_args()
     if args.listen:
-        serve(args.listen, args.cache)
+        serve(args.listen, args.interval, args.slow_after)
         return 0
     report = probe()
     print(json.dumps(report))
