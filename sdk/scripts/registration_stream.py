@@ -10,9 +10,11 @@ lost. Prints one JSON object and exits 0 only when that holds:
 
     {"registrations": 600, "spooled": 41, "keys": 560, "duplicated": {}, "lost": [],
      "pending_seconds": 2.4, "first_pending": ..., "last_pending": ..., "drained_after": 3.1,
-     "still_pending": 0, "ok": true}
+     "still_pending": 0, "max_call_seconds": 0.4, "longest_gap_seconds": 0.9, "ok": true}
 
 ``pending_seconds`` is the span during which registrations came back "pending";
+``max_call_seconds`` the longest single register_model call; ``longest_gap_seconds`` the
+longest stretch with no synchronous (not pending) success from any client;
 ``drained_after`` is the time from the last pending receipt until all outboxes were empty.
 
 Run it in the SDK's venv (``sdk/scripts/venv.sh`` prints it), in the background while the
@@ -30,6 +32,7 @@ Credentials come from ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (and ``REQUESTS_
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.clients)
     ]
     receipts: list[tuple[float, Registration]] = []
+    # (start, end, pending) of every call: the longest call and the longest
+    # stretch without a synchronous success are what a user feels.
+    calls: list[tuple[float, float, bool]] = []
     lock = threading.Lock()
     end = time.monotonic() + args.seconds
 
@@ -93,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() < end:
             rerun = previous is not None and args.rerun_every and n % args.rerun_every == 0
             key = previous if rerun else f"c{i}-{n}-{uuid.uuid4().hex[:8]}"
+            started = time.monotonic()
             r = registries[i].register_model(
                 args.model, f"s3://e2e/{key}", idempotency_key=key, tags={"client": str(i)}
             )
+            ended = time.monotonic()
             with lock:
-                receipts.append((time.monotonic(), r))
+                receipts.append((ended, r))
+                calls.append((started, ended, r.pending))
             previous = key
             n += 1
             time.sleep(1.0 / args.rate)
@@ -134,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         "drained_after": round(drained_at - pending_at[-1], 2) if pending_at else 0.0,
         "still_pending": still,
     }
+    successes = sorted(e for _s, e, pending in calls if not pending)
+    gaps = [b - a for a, b in itertools.pairwise(successes)]
+    slowest = max(calls, key=lambda c: c[1] - c[0], default=None)
+    result["max_call_seconds"] = round(slowest[1] - slowest[0], 2) if slowest else 0.0
+    result["longest_gap_seconds"] = round(max(gaps, default=0.0), 2)
     result["errors"] = errors
     result["ok"] = not result["duplicated"] and not result["lost"] and still == 0 and not errors
     print(json.dumps(result))

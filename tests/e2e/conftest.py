@@ -18,8 +18,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = Path(os.environ.get("HOKUSAI_SECRETS_DIR", ROOT / ".secrets"))
-# The lab's load balancer (inventories/lab/hosts.yml: lb1).
-LB_URL = os.environ.get("HOKUSAI_LAB_MLFLOW_URL", "https://172.28.10.41")
+# The lab's entry point: the floating address keepalived moves between lb1 and
+# lb2 (inventories/lab/group_vars/all: hokusai_vip).
+LB_URL = os.environ.get("HOKUSAI_LAB_MLFLOW_URL", "https://172.28.10.40")
 
 
 @dataclass(frozen=True)
