@@ -21,8 +21,14 @@ from hokusai.core import IDEMPOTENCY_TAG, ModelRegistry
 from hokusai.tracking import ExperimentManager
 from mlflow import MlflowClient
 
-# The MLflow instances behind the load balancer (inventories/lab/hosts.yml).
-INSTANCES = ["https://172.28.10.41", "http://172.28.10.31:5000", "http://172.28.10.32:5000"]
+# Every way in (inventories/lab/hosts.yml): each load balancer on its own
+# address, and each MLflow instance behind them.
+INSTANCES = [
+    "https://172.28.10.41",
+    "https://172.28.10.42",
+    "http://172.28.10.31:5000",
+    "http://172.28.10.32:5000",
+]
 
 
 def test_anonymous_call_is_refused(lab: Lab) -> None:
