@@ -2,11 +2,19 @@
 """A stream of signed S3 PUTs and GETs with checksums, run on a MinIO node (standard library only).
 
 Used by test_minio.py: it runs inside a container next to tests/bench/minio_bench.py
-(its S3 client), writes /root/stream.started once the stream is going, keeps WORKERS
-persistent connections busy for SECONDS (each PUT a fresh random object, each GET a
-read-back of one written before), then reads every acknowledged object back and
-writes the outcome as JSON: every operation's start, duration, status, error, and
-the acknowledged objects that came back missing or different.
+(its S3 client), writes <OUT without .json>.started once the stream is going, keeps
+WORKERS persistent connections busy for SECONDS (each PUT a fresh random object, each
+GET a read-back of one written before), then reads every acknowledged object back and
+writes the outcome as JSON: every operation's start, duration (retries included),
+attempts, status, error, and the acknowledged objects that came back missing or
+different.
+
+    s3_stream.py SECONDS WORKERS SIZE_MIB OUT BUCKET PREFIX [PORT [RETRIES]]
+
+PORT (default 9000, MinIO itself) may be the local S3 endpoint (role
+s3_endpoint); RETRIES (default 0) is how often an operation whose connection
+failed (reset, closed: what the endpoint does to the sessions of a node it marks
+down) is sent again on a new connection, as botocore, pgBackRest and mc do.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ MIB = 1024 * 1024
 def main() -> None:
     seconds, workers, size_mib, out = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     bucket, prefix = sys.argv[5], sys.argv[6]
+    port = int(sys.argv[7]) if len(sys.argv) > 7 else 9000
+    retries = int(sys.argv[8]) if len(sys.argv) > 8 else 0
+    started = os.path.splitext(out)[0] + ".started"
     env = {}
     with open("/etc/default/minio") as f:
         for line in f:
@@ -37,7 +48,7 @@ def main() -> None:
     def client() -> S3:
         s3 = S3(
             "127.0.0.1",
-            9000,
+            port,
             True,
             "/etc/minio/certs/CAs/ca.crt",
             env["MINIO_ROOT_USER"],
@@ -59,20 +70,26 @@ def main() -> None:
                 if key is None:
                     continue
                 data = os.urandom(size_mib * MIB) if op == "PUT" else None
-                t0, status, error = time.time(), 0, ""
-                try:
-                    status, body = s3.request(op, key, data)
-                    if status != 200:
-                        error = body[:200].decode(errors="replace")
-                    elif op == "GET" and hashlib.sha256(body).hexdigest() != acked[key]:
-                        error = "checksum mismatch"
-                except Exception as exc:  # noqa: BLE001 - every failure is recorded, none hidden
-                    error = repr(exc)[:200]
-                    s3 = client()
+                t0, attempts = time.time(), 0
+                while True:
+                    attempts, status, error = attempts + 1, 0, ""
+                    try:
+                        status, body = s3.request(op, key, data)
+                        if status != 200:
+                            error = body[:200].decode(errors="replace")
+                        elif op == "GET" and hashlib.sha256(body).hexdigest() != acked[key]:
+                            error = "checksum mismatch"
+                        break
+                    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none hidden
+                        error = repr(exc)[:200]
+                        s3 = client()
+                        if attempts > retries:
+                            break
                 with lock:
                     ops.append(
-                        {"op": op, "start": t0, "seconds": time.time() - t0, "status": status, "error": error}
-                    )
+                        {"op": op, "start": t0, "seconds": time.time() - t0, "attempts": attempts,
+                         "status": status, "error": error}
+                    )  # fmt: skip
                     if op == "PUT" and status == 200:
                         acked[key] = hashlib.sha256(data).hexdigest()
                         last = key
@@ -81,7 +98,7 @@ def main() -> None:
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
     for t in threads:
         t.start()
-    with open("/root/stream.started", "w") as f:
+    with open(started, "w") as f:
         f.write(str(time.time()))
     for t in threads:
         t.join()
