@@ -29,6 +29,9 @@ SHIPPED_ALERTS = {
 }
 TARGET = "monitoring-target"
 RECEIVED = "/var/lib/alert-webhook-receiver/alerts.jsonl"
+# The target is in the loadbalancer group (it runs the nginx exporter): its
+# host-down alert is LoadBalancerNodeDown; any other host's is InstanceDown.
+HOST_DOWN = "LoadBalancerNodeDown"
 # Jobs generated from the scenario's inventory groups (the target is in every
 # component group, the monitoring host in `monitoring`).
 EXPECTED_JOBS = {
@@ -182,6 +185,7 @@ def test_every_alert_rule_is_loaded_with_its_labels(mon):
     assert all(r["annotations"]["runbook_url"].startswith("docs/runbooks/") for r in rules)
     durations = {r["name"]: r["duration"] for r in rules}
     assert durations["InstanceDown"] == 4  # the scenario's override
+    assert durations["LoadBalancerNodeDown"] == 4
     assert durations["PostgresDown"] == 60  # the shipped value
 
 
@@ -218,42 +222,42 @@ def test_watchdog_reaches_the_receiver(mon):
 
 
 def test_stopped_host_alert_reaches_the_receiver(mon):
-    """Stop the target's container; InstanceDown must reach the webhook receiver,
+    """Stop the target's container; its host-down alert must reach the webhook receiver,
     the host's component alerts must be inhibited, and it must resolve after restart."""
-    # Precondition: the target is up and nothing about it is firing as InstanceDown.
+    # Precondition: the target is up and no host-down alert fires for it.
     wait_for(
         lambda: (
-            not prom(mon, "/api/v1/query", query=f'ALERTS{{alertname="InstanceDown",host="{TARGET}"}}')[
+            not prom(mon, "/api/v1/query", query=f'ALERTS{{alertname="{HOST_DOWN}",host="{TARGET}"}}')[
                 "result"
             ]
         ),
         timeout=60,
         interval=2,
-        what="no InstanceDown for the target before the test",
+        what=f"no {HOST_DOWN} for the target before the test",
     )
     t0 = time.time()
     with container_stopped(TARGET):
         stopped = time.time()
         note = wait_for(
-            lambda: find(notifications(mon), "InstanceDown", "firing", TARGET, after=t0),
+            lambda: find(notifications(mon), HOST_DOWN, "firing", TARGET, after=t0),
             timeout=120,
             interval=0.5,
-            what="InstanceDown notification for the stopped target",
+            what=f"{HOST_DOWN} notification for the stopped target",
         )
         delivered = note["received_at"]
         print(
-            f"\n[alert-delivery] docker stop took {stopped - t0:.1f} s; InstanceDown reached the receiver "
+            f"\n[alert-delivery] docker stop took {stopped - t0:.1f} s; {HOST_DOWN} reached the receiver "
             f"{delivered - t0:.1f} s after the stop began "
             f"({delivered - stopped:.1f} s after the container was down)"
         )
 
-        # Inhibition: the target's other active alerts are suppressed by InstanceDown.
+        # Inhibition: the target's other active alerts are suppressed by its host-down alert.
         def inhibited():
             alerts = get_json(mon, "http://127.0.0.1:9093/api/v2/alerts", active="true", inhibited="true")
             others = [
                 a
                 for a in alerts
-                if a["labels"].get("host") == TARGET and a["labels"]["alertname"] != "InstanceDown"
+                if a["labels"].get("host") == TARGET and a["labels"]["alertname"] != HOST_DOWN
             ]
             return others if others and all(a["status"]["inhibitedBy"] for a in others) else None
 
@@ -264,10 +268,10 @@ def test_stopped_host_alert_reaches_the_receiver(mon):
         )
     restarted = time.time()
     note = wait_for(
-        lambda: find(notifications(mon), "InstanceDown", "resolved", TARGET, after=restarted),
+        lambda: find(notifications(mon), HOST_DOWN, "resolved", TARGET, after=restarted),
         timeout=180,
         interval=1,
-        what="InstanceDown resolved notification after restart",
+        what=f"{HOST_DOWN} resolved notification after restart",
     )
     print(
         f"[alert-delivery] resolved notification {note['received_at'] - restarted:.1f} s after docker start"
