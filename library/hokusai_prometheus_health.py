@@ -6,13 +6,17 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: hokusai_prometheus_health
-short_description: Report Prometheus and Alertmanager readiness, targets down and firing alerts
+short_description: Report Prometheus and Alertmanager readiness, peers, targets down and firing alerts
 description:
   - Asks Prometheus C(/-/ready), its active targets (C(/api/v1/targets)) and its alerts
     (C(/api/v1/alerts)), and Alertmanager C(/-/ready).
-  - Unhealthy when Prometheus or Alertmanager is not ready, a target is down (named by job and
-    instance, with the scrape error), or an alert fires whose name is not in O(ignore_alerts).
-    Pending alerts are not counted.
+  - With O(prometheus_peers), reports which of those Prometheus servers this one scrapes as up
+    (job C(prometheus), by C(host) label).
+  - With two or more O(alertmanager_peers), asks Alertmanager C(/api/v2/status) and reports which
+    of them it sees as members of its cluster (by address).
+  - Unhealthy when Prometheus or Alertmanager is not ready, a peer is missing (named), a target is
+    down (named by job and instance, with the scrape error), or an alert fires whose name is not
+    in O(ignore_alerts). Pending alerts are not counted.
   - Reports only; an unhealthy state is a normal result (C(healthy=false)).
 author:
   - Hokusai ML platform team
@@ -25,6 +29,22 @@ options:
     description: Base URL of Alertmanager. Empty skips the Alertmanager check.
     type: str
     default: http://127.0.0.1:9093
+  prometheus_peers:
+    description:
+      - C(host) labels of every Prometheus server (this one included) that the C(prometheus) job
+        must scrape as up. Empty skips the check.
+    type: list
+    elements: str
+    default: []
+  alertmanager_peers:
+    description:
+      - Every Alertmanager of the cluster (this one included), each C(name) or C(name=address).
+        A name alone is resolved (DNS, /etc/hosts) on the host the module runs on; an address
+        (IP, optionally with a port) is compared with the peers' gossip addresses.
+      - Fewer than two skips the cluster check (a single Alertmanager runs without gossip).
+    type: list
+    elements: str
+    default: []
   ignore_alerts:
     description:
       - Names of alerts that do not make the platform unhealthy when they fire.
@@ -47,6 +67,12 @@ EXAMPLES = r"""
 - name: Health | Prometheus, Alertmanager, targets, alerts
   hokusai_prometheus_health:
     ignore_alerts: [Watchdog]
+  register: prometheus_health
+
+- name: Health | the monitoring pair, each seen from both sides
+  hokusai_prometheus_health:
+    prometheus_peers: "{{ groups['monitoring'] }}"
+    alertmanager_peers: "{{ groups['monitoring'] }}"
   register: prometheus_health
 """
 
@@ -84,7 +110,21 @@ firing:
   returned: always
   type: list
   elements: dict
+prometheus_peers_up:
+  description: The expected Prometheus servers this one scrapes as up.
+  returned: always
+  type: list
+  elements: str
+alertmanager_cluster:
+  description:
+    - What Alertmanager reports about its cluster - status, the peers' addresses, the expected members
+      seen and missing. Empty when the cluster check is skipped.
+  returned: always
+  type: dict
+  sample: {"status": "ready", "peers": ["172.28.10.51:9094"], "seen": ["mon1"], "missing": ["mon2"]}
 """
+
+import socket  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
 from ansible.module_utils.hokusai_health import check, http_get, summarize  # noqa: E402 - Ansible modules put DOCUMENTATION before the imports
@@ -161,11 +201,109 @@ def alert_checks(alerts_doc, ignore, alerts_error=None):
     return checks, firing
 
 
-def evaluate(ready_resp, targets_resp, alerts_resp, am_resp, ignore):
-    """Pure decision on the four answers (am_resp None: Alertmanager not checked)."""
+def prometheus_peer_check(targets_doc, peers):
+    """Which expected Prometheus servers (host labels) the `prometheus` job scrapes as up."""
+    active = ((targets_doc or {}).get("data") or {}).get("activeTargets") or []
+    state = {}
+    for t in active:
+        labels = t.get("labels") or {}
+        if labels.get("job") == "prometheus" and labels.get("host"):
+            state[labels["host"]] = t.get("health")
+    up = [p for p in peers if state.get(p) == "up"]
+    missing = [
+        f"{p} ({'not scraped' if p not in state else state[p] or 'unknown'})" for p in peers if p not in up
+    ]
+    detail = f"{len(up)}/{len(peers)} up: {', '.join(up) or 'none'}"
+    if missing:
+        detail += f"; missing {', '.join(missing)}"
+    return check("Prometheus peers", not missing, detail), up
+
+
+def split_peer(spec):
+    """'mon1' -> ('mon1', None); 'mon1=172.28.10.51:9094' -> ('mon1', '172.28.10.51:9094')."""
+    name, sep, address = spec.partition("=")
+    return name.strip(), (address.strip() or None) if sep else None
+
+
+def address_host(address):
+    """'172.28.10.51:9094' -> '172.28.10.51'; '[fd00::1]:9094' -> 'fd00::1'; a bare IP stays."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    if address.count(":") == 1:
+        return address.rsplit(":", 1)[0]
+    return address
+
+
+def resolve(name):
+    """Every IP address NAME resolves to on this host (empty when it does not resolve)."""
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(name, None)})
+    except (OSError, UnicodeError):
+        return []
+
+
+def alertmanager_cluster_check(status_resp, peers, resolver=None):
+    """Which expected Alertmanagers (name or name=address) this one sees in its cluster.
+    RESOLVER (name -> IP addresses) defaults to resolve()."""
+    resolver = resolver or resolve
+    doc = status_resp["json"] if isinstance(status_resp.get("json"), dict) else None
+    if doc is None:
+        reason = status_resp["error"] or "no cluster status"
+        return check("Alertmanager cluster", False, f"no status: {reason}"), {}
+    cluster = doc.get("cluster") or {}
+    status = cluster.get("status") or "unknown"
+    addresses = sorted(p.get("address", "") for p in cluster.get("peers") or [])
+    hosts = {address_host(a) for a in addresses}
+    seen, missing = [], []
+    for spec in peers:
+        name, address = split_peer(spec)
+        candidates = [address_host(address)] if address else [name, *resolver(name)]
+        if hosts.intersection(candidates):
+            seen.append(name)
+        else:
+            where = address or ", ".join(candidates[1:]) or "does not resolve"
+            missing.append(f"{name} ({where})")
+    detail = f"{status}, {len(seen)}/{len(peers)} members: {', '.join(seen) or 'none'}"
+    if missing:
+        detail += f"; missing {', '.join(missing)}"
+    healthy = status == "ready" and not missing
+    if status == "disabled":
+        detail = f"gossip disabled (a single Alertmanager), {len(peers)} expected"
+    info = {
+        "status": status,
+        "peers": addresses,
+        "seen": seen,
+        "missing": [m.split(" ", 1)[0] for m in missing],
+    }
+    return check("Alertmanager cluster", healthy, detail), info
+
+
+def evaluate(
+    ready_resp,
+    targets_resp,
+    alerts_resp,
+    am_resp,
+    ignore,
+    prometheus_peers=(),
+    am_status_resp=None,
+    alertmanager_peers=(),
+    resolver=None,
+):
+    """Pure decision on the answers (am_resp None: Alertmanager not checked; am_status_resp None:
+    its cluster not checked)."""
     checks = [ready_check("Prometheus", ready_resp)]
     if am_resp is not None:
         checks.append(ready_check("Alertmanager", am_resp))
+    peers_up = []
+    if prometheus_peers:
+        peer_check, peers_up = prometheus_peer_check(targets_resp["json"], list(prometheus_peers))
+        checks.append(peer_check)
+    cluster = {}
+    if am_status_resp is not None:
+        cluster_check, cluster = alertmanager_cluster_check(
+            am_status_resp, list(alertmanager_peers), resolver
+        )
+        checks.append(cluster_check)
     t_checks, up, total, down = target_checks(targets_resp["json"], targets_resp["error"])
     a_checks, firing = alert_checks(alerts_resp["json"], ignore, alerts_resp["error"])
     return summarize(
@@ -175,6 +313,8 @@ def evaluate(ready_resp, targets_resp, alerts_resp, am_resp, ignore):
         targets_total=total,
         targets_down=down,
         firing=firing,
+        prometheus_peers_up=peers_up,
+        alertmanager_cluster=cluster,
     )
 
 
@@ -183,6 +323,8 @@ def main():
         argument_spec={
             "url": {"type": "str", "default": "http://127.0.0.1:9090"},
             "alertmanager_url": {"type": "str", "default": "http://127.0.0.1:9093"},
+            "prometheus_peers": {"type": "list", "elements": "str", "default": []},
+            "alertmanager_peers": {"type": "list", "elements": "str", "default": []},
             "ignore_alerts": {"type": "list", "elements": "str", "default": ["Watchdog"]},
             "ca_path": {"type": "path"},
             "timeout": {"type": "int", "default": 5},
@@ -195,13 +337,18 @@ def main():
     def http(url):
         return http_get(url, ca_path=p["ca_path"], timeout=p["timeout"])
 
-    am_resp = http(p["alertmanager_url"].rstrip("/") + "/-/ready") if p["alertmanager_url"] else None
+    am_base = p["alertmanager_url"].rstrip("/")
+    am_resp = http(am_base + "/-/ready") if am_base else None
+    clustered = bool(am_base) and len(p["alertmanager_peers"]) > 1
     result = evaluate(
         http(base + "/-/ready"),
         http(base + "/api/v1/targets?state=active"),
         http(base + "/api/v1/alerts"),
         am_resp,
         p["ignore_alerts"],
+        prometheus_peers=p["prometheus_peers"],
+        am_status_resp=http(am_base + "/api/v2/status") if clustered else None,
+        alertmanager_peers=p["alertmanager_peers"],
     )
     module.exit_json(changed=False, **result)
 
