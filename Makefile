@@ -125,7 +125,7 @@ molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, auth), MinIO, health.yml, registrations through a primary crash, the monitoring pair (alerts once, with either half down)
 	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
 	  echo "==> pytest tests/e2e (SDK venv $$venv)"; \
-	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py test_failover_registrations.py test_minio_node_loss.py test_monitoring_ha.py
+	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py test_failover_registrations.py test_minio_node_loss.py test_monitoring_ha.py test_lb_failover.py
 
 .PHONY: drift
 drift: venv ## Against the running lab: edit a managed file and stop a managed service on mlflow1, site.yml must repair both

@@ -124,3 +124,27 @@ def test_parse_checks(query: str, expected: list[str] | None) -> None:
 def test_parse_checks_refuses_unknown_names() -> None:
     with pytest.raises(ValueError, match="unknown checks \\['disk'\\]"):
         ready.parse_checks("checks=server,disk", ready.CHECKS)
+
+
+def test_agent_reply_ready_is_full_weight() -> None:
+    prober = ready.Prober({"database": ok, "artifacts": broken, "server": ok}, clock=Clock())
+    for name in prober.checks:
+        prober.run_once(name)
+    # The API pool asks about database and server only: the broken artifact store does not matter.
+    assert ready.agent_reply("database,server\n", prober) == "100%\n"
+
+
+def test_agent_reply_not_ready_is_weight_zero_with_the_reason() -> None:
+    prober = ready.Prober({"database": ok, "artifacts": broken, "server": ok}, clock=Clock())
+    for name in prober.checks:
+        prober.run_once(name)
+    assert ready.agent_reply("artifacts,server", prober) == (
+        "0% #not ready: artifacts: ConnectionError: connection refused\n"
+    )
+    # Nothing sent: every check counts.
+    assert ready.agent_reply("", prober).startswith("0% #not ready: artifacts")
+
+
+def test_agent_reply_to_an_unknown_check_is_weight_zero() -> None:
+    prober = ready.Prober({"server": ok}, clock=Clock())
+    assert ready.agent_reply("disk", prober).startswith("0% #unknown checks ['disk']")

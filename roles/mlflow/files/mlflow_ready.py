@@ -7,7 +7,9 @@ store. This probe proves what a request needs:
   server     the local instance answers /health
 One shot (exit 0 = ready, JSON report on stdout), or with --listen ADDR:PORT
 an HTTP endpoint (GET /ready: 200 or 503 with the same JSON) for load
-balancers and monitoring. The endpoint answers at once from checks that run
+balancers and monitoring; with --agent ADDR:PORT also HAProxy's agent-check
+protocol (the load balancer's instance pool: weight 100% when ready, 0% when
+not, so in-flight requests finish). The endpoint answers at once from checks that run
 in the background (every --interval seconds, each in its own thread); a check
 still running after --slow-after seconds counts as failed. GET
 /ready?checks=artifacts,server asks about those checks only (the load
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socketserver
 import sys
 import threading
 import time
@@ -190,10 +193,57 @@ def parse_checks(query: str, known) -> list[str] | None:
 CHECKS = {"database": check_database, "artifacts": check_artifacts, "server": check_server}
 
 
-def serve(listen: str, interval: float, slow_after: float) -> None:
+def agent_reply(request: str, prober: Prober) -> str:
+    """The answer to one HAProxy agent-check request (a line naming the checks, e.g. "database,server").
+
+    Ready: full weight. Not ready: weight 0, so the load balancer sends the
+    instance no new requests while those it holds finish (a database or
+    MinIO blip must not cut requests that would have succeeded); when every
+    instance is at weight 0 the load balancer uses its fallback entries.
+    The text after '#' is what HAProxy logs as the reason.
+    """
+    line = request.strip()
+    try:
+        names = parse_checks(f"checks={line}", CHECKS) if line else None
+    except ValueError as exc:
+        return f"0% #{exc}\n"
+    report = prober.report(names)
+    if report["ready"]:
+        return "100%\n"
+    failed = "; ".join(f"{name}: {c['detail']}" for name, c in report["checks"].items() if not c["ok"])
+    return f"0% #not ready: {failed}"[:300].replace("\n", " ") + "\n"
+
+
+def serve_agent(listen: str, prober: Prober) -> None:
+    """HAProxy's agent-check protocol on ADDR:PORT: read one line, answer one line, close."""
+    host, _, port = listen.rpartition(":")
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            # HAProxy sends its agent-send string at once on connect (or nothing).
+            self.request.settimeout(0.5)
+            try:
+                request = self.request.recv(256).decode(errors="replace")
+            except TimeoutError:
+                request = ""
+            except OSError:
+                return
+            self.request.sendall(agent_reply(request.splitlines()[0] if request else "", prober).encode())
+
+    server = socketserver.ThreadingTCPServer((host, int(port)), Handler, bind_and_activate=False)
+    server.allow_reuse_address = True
+    server.daemon_threads = True
+    server.server_bind()
+    server.server_activate()
+    server.serve_forever()
+
+
+def serve(listen: str, interval: float, slow_after: float, agent: str | None = None) -> None:
     host, _, port = listen.rpartition(":")
     prober = Prober(CHECKS, interval=interval, slow_after=slow_after)
     prober.start()
+    if agent:
+        threading.Thread(target=serve_agent, args=(agent, prober), name="agent", daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -232,10 +282,13 @@ def main() -> int:
         default=1.5,
         help="a check still running after this many seconds counts as failed (--listen)",
     )
+    parser.add_argument(
+        "--agent", help="also answer HAProxy agent checks on ADDR:PORT: 100%% ready, 0%% not (--listen)"
+    )
     parser.add_argument("--cache", type=float, help=argparse.SUPPRESS)  # accepted from older unit files
     args = parser.parse_args()
     if args.listen:
-        serve(args.listen, args.interval, args.slow_after)
+        serve(args.listen, args.interval, args.slow_after, args.agent)
         return 0
     report = probe()
     print(json.dumps(report))
