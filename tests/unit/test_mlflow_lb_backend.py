@@ -30,7 +30,7 @@ def rows(name: str = "pool_show_stat.csv") -> list[dict[str, str]]:
 
 
 def with_status(table: list[dict[str, str]], addr: str, status: str) -> list[dict[str, str]]:
-    """The table with every checked entry of ADDR in STATUS (what `set server ... state maint` shows)."""
+    """The table with every checked entry of ADDR in STATUS (what `set server ... state drain` shows)."""
     return [
         dict(r, status=status) if r["addr"] == addr and not r["svname"].endswith("-fallback") else r
         for r in table
@@ -57,23 +57,24 @@ def test_frozen_instance_is_down_in_the_api_pool():
     assert tool.instances(rows("pool_show_stat_mlflow2_frozen.csv"))[M2] == {"DOWN", "UP 1/2"}
 
 
-def test_drain_sets_every_entry_of_the_instance_to_maintenance():
+def test_drain_sets_every_entry_of_the_instance_to_drain():
     code, commands, message = tool.plan(rows(), "drain", M2)
     assert (code, message) == (0, "changed")
     assert commands == [
-        "set server mlflow_api/mlflow2 state maint",
-        "set server mlflow_api/mlflow2-fallback state maint",
-        "set server mlflow_artifacts/mlflow2 state maint",
-        "set server mlflow_artifacts/mlflow2-fallback state maint",
+        "set server mlflow_api/mlflow2 state drain",
+        "set server mlflow_api/mlflow2-fallback state drain",
+        "set server mlflow_artifacts/mlflow2 state drain",
+        "set server mlflow_artifacts/mlflow2-fallback state drain",
     ]
 
 
 def test_drain_of_a_drained_instance_is_unchanged():
+    assert tool.plan(with_status(rows(), M2, "DRAIN"), "drain", M2) == (0, [], "unchanged")
     assert tool.plan(with_status(rows(), M2, "MAINT"), "drain", M2) == (0, [], "unchanged")
 
 
 def test_drain_refuses_the_last_instance_in_rotation():
-    code, commands, message = tool.plan(with_status(rows(), M1, "MAINT"), "drain", M2)
+    code, commands, message = tool.plan(with_status(rows(), M1, "DRAIN"), "drain", M2)
     assert code == 3 and commands == []
     assert message == f"refusing: {M2} is the last instance still in rotation"
 
@@ -85,7 +86,7 @@ def test_a_down_instance_still_counts_as_in_rotation_for_the_refusal():
 
 
 def test_enable_puts_a_drained_instance_back():
-    code, commands, message = tool.plan(with_status(rows(), M1, "MAINT"), "enable", M1)
+    code, commands, message = tool.plan(with_status(rows(), M1, "DRAIN"), "enable", M1)
     assert (code, message) == (0, "changed")
     assert all(c.endswith("state ready") for c in commands) and len(commands) == 4
 
