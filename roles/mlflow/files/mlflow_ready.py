@@ -119,7 +119,7 @@ class Prober:
         self,
         checks,
         interval: float = 1.0,
-        slow_after: float = 1.5,
+        slow_after: float = 1.0,
         stale_after: float = 10.0,
         clock=time.monotonic,
     ) -> None:
@@ -279,7 +279,7 @@ def main() -> int:
     parser.add_argument(
         "--slow-after",
         type=float,
-        default=1.5,
+        default=1.0,
         help="a check still running after this many seconds counts as failed (--listen)",
     )
     parser.add_argument(
