@@ -132,9 +132,12 @@ def _check_fault(fault: dict[str, Any]) -> None:
     name = fault.get("name", "<unnamed>")
     if fault.get("status") not in STATUSES:
         raise ValueError(f"fault {name}: status {fault.get('status')!r} is not one of {STATUSES}")
-    for key in ("name", "title", "t_inject"):
+    for key in ("name", "title"):
         if key not in fault:
             raise ValueError(f"fault {name}: the results have no {key!r}")
+    # A fault that did not run may stop before any timing (the runner skips the rest of the matrix).
+    if fault["status"] != "not run" and not isinstance(fault.get("t_inject"), int | float):
+        raise ValueError(f"fault {name}: status {fault['status']} but no t_inject (when was it injected?)")
 
 
 # --------------------------------------------------------------------------- per-fault verdicts

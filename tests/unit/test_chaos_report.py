@@ -256,6 +256,22 @@ def test_missing_metrics_and_duplicates_miss_no_loss():
     assert "run_logging: 3 metric(s) missing" in v["detail"] and "artifacts: 2 duplicate(s)" in v["detail"]
 
 
+def test_a_fault_skipped_before_any_timing_renders(tmp_path):
+    """The runner stops the matrix after a fault that left the lab unhealthy: the rest have no times."""
+    skipped = {"name": "etcd_partition", "title": "etcd partition", "status": "not run", "why": "lab broken"}
+    skipped |= {"workloads": {}, "timeline": {}, "checks": []}
+    res = {"faults": [fault("db_leader_host_killed"), skipped]}
+    v = report.verdicts(res)
+    assert v["faults"]["etcd_partition"]["verdict"] == "not run"
+    assert "Not run: no verdict" in report.markdown(res, v)
+    assert "| etcd_partition | not run |" in report.summary_table(res)
+
+
+def test_a_run_fault_needs_its_injection_time():
+    with pytest.raises(ValueError, match="no t_inject"):
+        report.verdicts({"faults": [fault("f", t_inject=None)]})
+
+
 def test_duplicate_fault_names_are_refused():
     with pytest.raises(ValueError, match="unique"):
         report.verdicts({"faults": [fault("f"), fault("f")]})
@@ -361,6 +377,8 @@ def test_write_report_renders_one_png_per_fault(results, tmp_path):
     pytest.importorskip("matplotlib")
     no_heal = fault("instance_frozen", t_heal=None, component=None)
     results["faults"].append(no_heal)
+    skipped = {"name": "skipped", "title": "Skipped", "status": "not run", "why": "lab broken"}
+    results["faults"].append(skipped)  # no times, no workloads: still one PNG
     before = copy.deepcopy(results)
     v = report.write_report(results, tmp_path)
     assert results == before
