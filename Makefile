@@ -30,10 +30,11 @@ endif
 
 LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order, and those kept for
-# `make test-extended` (their ground is covered in `make test` by lab-test's
-# backup drill: backup, verify with a real restore test, restore.yml).
-SCENARIOS ?= etcd patroni minio mlflow monitoring keepalived
-EXTENDED_SCENARIOS ?= backup
+# `make test-extended` (their ground is covered in `make test` by lab-test:
+# backup by the backup drill (backup, verify with a real restore test,
+# restore.yml); keepalived by test_lb_failover on the lab's two load balancers).
+SCENARIOS ?= etcd patroni minio mlflow monitoring
+EXTENDED_SCENARIOS ?= backup keepalived
 FIGURES := .lab-figures
 
 .PHONY: help
@@ -121,11 +122,19 @@ molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 	  echo "==> scenario $$s passed in $$(( $$(date +%s) - t0 )) s"; \
 	done
 
+# The end-to-end tests lab-test runs in make test: one case of each failure
+# suite (the full suites: `make e2e`; the whole-stack faults: `make chaos`,
+# whose two-fault smoke lab-test runs too).
+E2E_ALL := test_lab_stack.py test_failover_registrations.py test_minio_node_loss.py test_monitoring_ha.py test_lb_failover.py
+E2E_CI := test_lab_stack.py test_lb_failover.py 'test_minio_node_loss.py::test_wal_archiving_goes_on_without_minio1[partitioned]' \
+  test_monitoring_ha.py::test_alert_arrives_once_with_the_first_alertmanager_down
+E2E ?= $(E2E_ALL)
+
 .PHONY: e2e
-e2e: venv ## End-to-end tests against the running lab: SDK through nginx (TLS, auth), MinIO, health.yml, registrations through a primary crash, the monitoring pair (alerts once, with either half down)
+e2e: venv ## End-to-end tests against the running lab: SDK through the entry point, registrations through a primary crash, MinIO node loss, the monitoring pair, load balancer loss and a frozen instance (E2E= narrows)
 	@venv=$$(sdk/scripts/venv.sh | tail -n 1); \
 	  echo "==> pytest tests/e2e (SDK venv $$venv)"; \
-	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_lab_stack.py test_failover_registrations.py test_minio_node_loss.py test_monitoring_ha.py test_lb_failover.py
+	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider --durations=0 $(E2E)
 
 .PHONY: drift
 drift: venv ## Against the running lab: edit a managed file and stop a managed service on mlflow1, site.yml must repair both
@@ -139,13 +148,27 @@ backup-drill: venv ## Against the running lab (destroys its data): backup, verif
 	  cd tests/e2e && HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python -m pytest -v -rP -p no:cacheprovider test_backup_drill.py
 
 .PHONY: lab-test
-lab-test: venv image wheels minio-bin ## The whole stack from fresh lab hosts (timed), idempotent re-run, health, drift repair, e2e, backup drill
+lab-test: venv image wheels minio-bin ## The whole stack from fresh lab hosts (timed), idempotent re-run, health, drift repair, e2e (one case per suite), chaos smoke, backup drill
 	@echo "==> lab-test: removing any previous lab, then make lab from fresh hosts"
 	@$(MAKE) --no-print-directory lab-destroy
 	@tests/lab/deploy.sh
 	@$(MAKE) --no-print-directory drift
-	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory e2e E2E="$(E2E_CI)"
+	@$(MAKE) --no-print-directory chaos-smoke
 	@$(MAKE) --no-print-directory backup-drill
+
+# The whole-stack fault matrix (tests/chaos): workloads through the entry point while each fault
+# hits real lab containers; report in $(FIGURES)/chaos. FAULTS=name,name runs a selection.
+CHAOS = venv=$$(sdk/scripts/venv.sh | tail -n 1); cd tests/chaos && \
+  HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python chaos.py
+
+.PHONY: chaos
+chaos: venv ## Against the running lab: the full fault matrix (about 25 min), report in .lab-figures/chaos
+	@$(CHAOS) --faults $${FAULTS:-all} --out $(CURDIR)/$(FIGURES)/chaos
+
+.PHONY: chaos-smoke
+chaos-smoke: venv ## Against the running lab: two faults of the matrix (leader host killed, MLflow instance killed)
+	@$(CHAOS) --faults smoke --out $(CURDIR)/$(FIGURES)/chaos-smoke
 
 .PHONY: gate
 gate: lint unit ## Fast first gate of make test: lint + unit (about 2 min)
