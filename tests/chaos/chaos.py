@@ -73,6 +73,9 @@ def workload_env() -> dict[str, str]:
         MLFLOW_TRACKING_PASSWORD=password.read_text().strip(),
         MLFLOW_TRACKING_SERVER_CERT_PATH=str(SECRETS / "lab-ca" / "ca.crt"),
         PYTHONUNBUFFERED="1",
+        # Traffic goes to the lab only: MLflow 3's usage telemetry would call out (and its
+        # client races on the telemetry session variable under threads: a KeyError).
+        MLFLOW_DISABLE_TELEMETRY="true",
     )
     return env
 

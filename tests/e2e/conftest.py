@@ -87,11 +87,19 @@ def mlflow_env(lab: Lab) -> Iterator[None]:
     """MLflow's client reads credentials and the CA bundle from the environment."""
     saved = {
         k: os.environ.get(k)
-        for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+        for k in (
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "MLFLOW_TRACKING_SERVER_CERT_PATH",
+            "MLFLOW_DISABLE_TELEMETRY",
+        )
     }
     os.environ["MLFLOW_TRACKING_USERNAME"] = lab.username
     os.environ["MLFLOW_TRACKING_PASSWORD"] = lab.password
     os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(lab.ca)
+    # Lab traffic only: MLflow 3's usage telemetry would call out (the stream subprocesses
+    # inherit this environment).
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     yield
     for key, value in saved.items():
         if value is None:
