@@ -32,9 +32,12 @@ LAB_INVENTORY := inventories/lab
 # Molecule scenarios run by `make test`, in this order, and those kept for
 # `make test-extended` (their ground is covered in `make test` by lab-test:
 # backup by the backup drill (backup, verify with a real restore test,
-# restore.yml); keepalived by test_lb_failover on the lab's two load balancers).
-SCENARIOS ?= etcd patroni minio mlflow monitoring
-EXTENDED_SCENARIOS ?= backup keepalived
+# restore.yml); keepalived by test_lb_failover on the lab's two load balancers;
+# monitoring by the lab's Prometheus/Alertmanager pair: health.yml's checks,
+# test_monitoring_ha (an alert delivered once with one Alertmanager down), and
+# every alert rule's promtool cases in the gate).
+SCENARIOS ?= etcd patroni minio mlflow
+EXTENDED_SCENARIOS ?= backup keepalived monitoring
 FIGURES := .lab-figures
 
 .PHONY: help

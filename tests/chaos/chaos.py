@@ -203,18 +203,20 @@ class SegmentRun:
         """Seconds from the heal until the lab is healthy again (fast checks, then health.yml)."""
         since = self.t_heal or self.t_inject or time.monotonic()
         deadline = since + HEALTHY_WITHIN_S
-        why = ""
+        why, said, told = "", "", 0.0
         while time.monotonic() < deadline:
             failing = [n for n, ok in lab.quick_health().items() if not ok]
             if failing:
                 why = "; ".join(failing)
-                time.sleep(1)
-                continue
-            proc = health_playbook()
-            if proc.returncode == 0:
-                return round(time.monotonic() - since, 1), ""
-            why = f"health.yml: {failed_lines(proc)}"
-            time.sleep(2)
+            else:
+                proc = health_playbook()
+                if proc.returncode == 0:
+                    return round(time.monotonic() - since, 1), ""
+                why = f"health.yml: {failed_lines(proc)}"
+            if why != said or time.monotonic() - told > 30:  # progress, not a line per poll
+                log(f"{self.fault.name}: waiting for health ({time.monotonic() - since:.0f} s): {why[:300]}")
+                said, told = why, time.monotonic()
+            time.sleep(1)
         return None, why
 
     def run(self) -> dict:

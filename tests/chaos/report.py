@@ -7,15 +7,18 @@ fault against the seed targets and against our stricter goals:
   (succeeded + pending) / calls >= 99.9 %. A pending call is an SDK outbox receipt; it counts
   because the outbox delivered it later (the runner sets ``lost`` when it did not).
 - seed ``failed_share``: every registration workload has failed / calls < 0.1 %.
-- seed ``latency``: in every workload, the p99 of the successful calls is < 2 s (the share of
-  calls over 2 s is reported next to it, not judged).
+- seed ``latency``: in every registration workload, the p99 of the successful calls is < 2 s
+  (the share of calls over 2 s is reported next to it, not judged; the other workloads' figures
+  are reported, not judged: a 1 MiB upload plus download is not a registration).
 - seed ``failover``: healthy again (health.yml green) < 300 s after the injection, i.e.
   (t_heal - t_inject, 0 without a heal) + healthy_after_s < 300; never healthy is a miss.
 - ours ``no_loss``: no workload lost or duplicated an acknowledged call (lost == 0,
   duplicates == 0), and run_logging misses no metric (missing_metrics == 0).
 - ours ``entry_point``: the entry point recovers as fast as the component underneath: the
-  longest gap without a success of every workload <= component.after_s + 2 s; n/a when the
-  runner measured no component recovery.
+  longest gap without a success of every steady workload (registrations, run logging: several
+  calls a second) <= component.after_s + 2 s; n/a when the runner measured no component
+  recovery. The artifact workload's gaps are its own operation time (one 1 MiB upload and
+  download every 2 s) and are reported, not judged.
 
 A fault the runner could not inject ("not run") is never counted as passing: its targets have
 no verdict, and the matrix is at best "incomplete".
@@ -37,6 +40,7 @@ from typing import Any, NamedTuple
 __all__ = ["markdown", "png_name", "render_timeline", "summary_table", "verdicts", "write_report"]
 
 REGISTRATION_WORKLOADS = ("sdk_register", "mlflow_register")
+GAP_WORKLOADS = (*REGISTRATION_WORKLOADS, "run_logging")
 AVAILABILITY_PER_MILLE = 999  # (succeeded + pending) * 1000 >= 999 * calls
 FAILED_PER_MILLE = 1  # failed * 1000 < 1 * calls
 LATENCY_LIMIT_S = 2.0
@@ -72,8 +76,8 @@ TARGETS = (
         "latency",
         "seed",
         "latency < 2 s (p99)",
-        "in every workload: the p99 of the successful calls' durations < 2 s;"
-        " the share of calls over 2 s is reported, not judged",
+        "in every registration workload (sdk_register, mlflow_register): the p99 of the successful"
+        " calls' durations < 2 s; the share of calls over 2 s is reported, not judged",
     ),
     Target(
         "failover",
@@ -93,8 +97,9 @@ TARGETS = (
         "entry_point",
         "ours",
         "entry point as fast as the component",
-        "in every workload the longest stretch without a success ≤ the component's recovery"
-        " (seconds after the injection) + 2 s; n/a when no component recovery was measured",
+        "in every steady workload (sdk_register, mlflow_register, run_logging) the longest stretch"
+        " without a success ≤ the component's recovery (seconds after the injection) + 2 s;"
+        " n/a when no component recovery was measured",
     ),
 )
 
@@ -201,7 +206,7 @@ def _failed_share(fault: dict[str, Any]) -> Verdict:
 
 
 def _latency(fault: dict[str, Any]) -> Verdict:
-    workloads = fault.get("workloads") or {}
+    workloads = dict(_registrations(fault))
     measured = {n: w["p99_s"] for n, w in workloads.items() if w.get("p99_s") is not None}
     over = ", ".join(
         f"{n} {_pct(w['over_2s'], w['calls']):.1f} % ({w['over_2s']} of {w['calls']})"
@@ -284,6 +289,8 @@ def _entry_point(fault: dict[str, Any]) -> Verdict:
     segment = fault.get("t_end", 0.0) - fault.get("t_start", 0.0)
     gaps = {}
     for name, w in workloads.items():
+        if name not in GAP_WORKLOADS:
+            continue
         gap = w.get("longest_gap_s")
         gaps[name] = segment if gap is None else gap  # no success at all: the whole segment
     worst_name = max(gaps, key=lambda n: gaps[n])
@@ -572,37 +579,48 @@ def markdown(results: dict[str, Any], verdicts: dict[str, Any], *, pngs: bool = 
 def summary_table(results: dict[str, Any]) -> str:
     """A compact markdown table for the README, one row per fault. Pure.
 
-    status is the fault's verdict (passed only when the runner's checks passed and every target
-    was met); the healthy column counts from the heal, or from the injection when there is none.
+    checks is the runner's status (its hard checks: nothing lost, healthy again without a manual
+    step, the fault's own checks); targets missed lists the verdicts missed (seed and ours).
+    Gaps are the longest stretch without a success of the SDK and of the stock MLflow client's
+    registrations; the healthy column counts from the heal, or from the injection without one.
     """
     v = verdicts(results)
-    header = ["fault", "status", "longest gap (worst workload)", "failed calls", "p99 (worst workload)"]
-    header += ["lost", "duplicates", "healthy after heal (s)"]
+    labels = {t.key: t.key.replace("_", " ") for t in TARGETS}
+    header = ["fault", "checks", "targets missed", "component recovered", "gap SDK / stock (s)"]
+    header += ["failed calls", "registration p99", "lost / dup", "healthy after heal (s)"]
     rows: list[list[object]] = []
     for f in results.get("faults", []):
-        verdict = v["faults"][f["name"]]["verdict"]
         workloads = f.get("workloads") or {}
-        if verdict == "not run" or not workloads:
-            rows.append([f["name"], verdict, "—", "—", "—", "—", "—", "—"])
+        if f.get("status") == "not run" or not workloads:
+            rows.append([f["name"], f.get("status", "?"), "—", "—", "—", "—", "—", "—", "—"])
             continue
-        gaps = {n: w["longest_gap_s"] for n, w in workloads.items() if w.get("longest_gap_s") is not None}
-        p99s = {n: w["p99_s"] for n, w in workloads.items() if w.get("p99_s") is not None}
-        gap = max(gaps, key=lambda n: gaps[n]) if gaps else None
-        p99 = max(p99s, key=lambda n: p99s[n]) if p99s else None
+        targets = v["faults"][f["name"]]["targets"]
+        missed = ", ".join(labels[k] for k, t in targets.items() if t["met"] is False) or "none"
+        comp = f.get("component") or {}
+        comp_text = "—" if comp.get("after_s") is None else f"{comp['after_s']:.1f} s"
+
+        def gap(name: str, workloads: dict[str, Any] = workloads) -> str:
+            g = (workloads.get(name) or {}).get("longest_gap_s")
+            return "—" if g is None else f"{g:.1f}"
+
+        p99s = [w["p99_s"] for n, w in workloads.items() if n in REGISTRATION_WORKLOADS and w.get("p99_s")]
         healthy = f.get("healthy_after_s")
         if healthy is None:
             healthy_text = "never"
         else:
             healthy_text = f"{healthy:.1f}" + ("" if f.get("t_heal") is not None else " (from injection)")
+        lost = sum(w.get("lost") or 0 for w in workloads.values())
+        dup = sum(w.get("duplicates") or 0 for w in workloads.values())
         rows.append(
             [
                 f["name"],
-                verdict,
-                "—" if gap is None else f"{gaps[gap]:.1f} s ({gap})",
+                f.get("status", "?"),
+                missed,
+                comp_text,
+                f"{gap('sdk_register')} / {gap('mlflow_register')}",
                 sum(w["failed"] for w in workloads.values()),
-                "—" if p99 is None else f"{p99s[p99]:.2f} s ({p99})",
-                sum(w.get("lost", 0) for w in workloads.values()),
-                sum(w.get("duplicates", 0) for w in workloads.values()),
+                f"{max(p99s):.2f} s" if p99s else "—",
+                f"{lost} / {dup}",
                 healthy_text,
             ]
         )

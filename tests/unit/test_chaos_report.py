@@ -207,11 +207,24 @@ def test_failed_share_ignores_non_registration_workloads():
 @pytest.mark.parametrize(("p99", "met"), [(1.99, True), (2.0, False), (2.3, False)])
 def test_latency_is_the_p99_of_successful_calls_under_2_s(p99, met):
     f = fault("f")
-    f["workloads"]["artifacts"] = workload(calls=50, p99_s=p99, over_2s=3)
+    f["workloads"]["mlflow_register"] = workload(calls=50, p99_s=p99, over_2s=3)
     lat = judge(f)["targets"]["latency"]
     assert lat["met"] is met
     assert lat["value"] == p99
-    assert "artifacts 6.0 % (3 of 50)" in lat["detail"]  # the share over 2 s is reported
+    assert "mlflow_register 6.0 % (3 of 50)" in lat["detail"]  # the share over 2 s is reported
+
+
+def test_latency_judges_registrations_only():
+    f = fault("f")
+    f["workloads"]["artifacts"] = workload(calls=50, p99_s=9.0, over_2s=30)
+    assert judge(f)["targets"]["latency"]["met"] is True
+
+
+def test_entry_point_leaves_the_artifact_workload_out():
+    f = fault("f")
+    f["component"] = {"what": "x", "after_s": 1.0}
+    f["workloads"]["artifacts"] = workload(calls=10, longest_gap_s=9.0)
+    assert judge(f)["targets"]["entry_point"]["met"] is True
 
 
 def test_latency_without_any_successful_call_is_not_applicable():
@@ -287,14 +300,14 @@ def test_an_unknown_status_is_refused():
 
 def test_markdown_says_what_was_missed_by_how_much_where(results):
     slow = fault("nginx_stopped", status="failed", why="latency check failed")
-    slow["workloads"]["artifacts"]["p99_s"] = 2.3
-    slow["checks"].append({"name": "p99 under 2 s", "ok": False, "detail": "artifacts 2.3 s"})
+    slow["workloads"]["mlflow_register"]["p99_s"] = 2.3
+    slow["checks"].append({"name": "p99 under 2 s", "ok": False, "detail": "mlflow_register 2.3 s"})
     results["faults"].append(slow)
     v = report.verdicts(results)
     md = report.markdown(results, v)
     assert md.startswith("# Fault matrix: failed\n")
     assert "| availability ≥ 99.9 % (registrations) (seed) | ? 100.00 % | ✔ 100.00 % |" in md
-    assert "artifacts: p99 2.30 s, 0.30 s over 2 s" in md
+    assert "mlflow_register: p99 2.30 s, 0.30 s over 2 s" in md
     assert "sdk_register: 1 acknowledged call(s) lost" in md
     assert "- Why: 1 acknowledged registration lost" in md
     assert "- ✘ no registration lost: run 4f2a missing" in md
@@ -319,12 +332,12 @@ def test_markdown_without_pngs_links_none(results):
 def test_summary_table_has_one_row_per_fault(results):
     lines = report.summary_table(results).splitlines()
     assert len(lines) == 2 + len(results["faults"])
-    assert lines[1] == "|" + "---|" * 8
-    assert all(line.count(" | ") == 7 for line in lines[:1] + lines[2:])  # 8 columns
-    assert lines[0].startswith("| fault | status | longest gap (worst workload) | failed calls")
+    assert lines[1] == "|" + "---|" * 9
+    assert all(line.count(" | ") == 8 for line in lines[:1] + lines[2:])  # 9 columns
+    assert lines[0].startswith("| fault | checks | targets missed | component recovered | gap SDK / stock")
     cells = [c.strip() for c in lines[3].strip("|").split("|")]
-    expected = ["minio_node_killed", "failed", "3.0 s (sdk_register)", "0", "0.90 s (sdk_register)"]
-    expected += ["1", "0", "14.0"]  # lost, duplicates, healthy after the heal
+    expected = ["minio_node_killed", "failed", "no loss", "2.3 s", "3.0 / 3.0", "0", "0.90 s"]
+    expected += ["1 / 0", "14.0"]  # lost / duplicates, healthy after the heal
     assert cells == expected
     assert lines[4].startswith("| etcd_partition | not run | — |")
 
