@@ -37,7 +37,7 @@ SECRETS = Path(os.environ.get("HOKUSAI_SECRETS_DIR", ROOT / ".secrets"))
 ENTRY = os.environ.get("HOKUSAI_LAB_MLFLOW_URL", f"https://{lab.VIP}")
 WORKLOAD = Path(__file__).resolve().parent / "workload.py"
 REGISTRATIONS = ("sdk_register", "mlflow_register")
-BASELINE_S = 5.0
+BASELINE_S = 3.0
 HEALTHY_WITHIN_S = 300.0
 WORKLOAD_STOP_WITHIN_S = 300.0
 

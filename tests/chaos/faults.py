@@ -40,7 +40,7 @@ class Fault:
     may_fail: frozenset[str] = field(default_factory=frozenset)
 
 
-HOLD_S = 20.0
+HOLD_S = 15.0
 
 
 def _leader() -> str:
