@@ -66,6 +66,7 @@ def run_preflight(tmp_path: Path, hosts: dict[str, dict], group_vars: dict) -> s
 
 FOUR = {f"minio{i}": {} for i in range(1, 5)}
 REFUSED_CREDENTIALS = "credentials are missing, default or too short"
+SILENT_30S = "would silently become MinIO's default of 30 s"
 
 
 def test_a_good_inventory_passes(tmp_path):
@@ -102,6 +103,9 @@ def test_a_good_inventory_passes(tmp_path):
             "Never install an unpinned",
             id="url-without-sha256",
         ),
+        pytest.param(FOUR, {"minio_drive_max_timeout": "1s"}, SILENT_30S, id="drive-timeout-1s"),
+        pytest.param(FOUR, {"minio_drive_max_timeout": "500ms"}, SILENT_30S, id="drive-timeout-under-1s"),
+        pytest.param(FOUR, {"minio_drive_max_timeout": "3"}, SILENT_30S, id="drive-timeout-without-unit"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(tmp_path, hosts, group_vars, expected):
