@@ -168,7 +168,7 @@ CHAOS = venv=$$(sdk/scripts/venv.sh | tail -n 1); cd tests/chaos && \
   HOKUSAI_ANSIBLE_PLAYBOOK=$(BIN)/ansible-playbook $$venv/bin/python chaos.py
 
 .PHONY: chaos
-chaos: venv ## Against the running lab: the full fault matrix (about 25 min), report in .lab-figures/chaos
+chaos: venv ## Against the running lab: the full fault matrix (~33 min measured), report in .lab-figures/chaos
 	@$(CHAOS) --faults $${FAULTS:-all} --out $(CURDIR)/$(FIGURES)/chaos
 
 .PHONY: chaos-smoke

@@ -42,6 +42,14 @@ HEALTHY_WITHIN_S = 300.0
 WORKLOAD_STOP_WITHIN_S = 300.0
 
 
+class NoLab(SystemExit):
+    """No lab to hit, or an unhealthy one: exit 2 with the reason on stderr (nothing injected)."""
+
+    def __init__(self, reason: str) -> None:
+        print(reason, file=sys.stderr, flush=True)
+        super().__init__(2)
+
+
 def log(msg: str) -> None:
     print(f"[chaos {datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -66,7 +74,7 @@ def failed_lines(proc: subprocess.CompletedProcess[str]) -> str:
 def workload_env() -> dict[str, str]:
     password = SECRETS / "mlflow_admin_password"
     if not password.is_file():
-        raise SystemExit(f"chaos: {password} is missing: bring the lab up with `make lab` first")
+        raise NoLab(f"chaos: {password} is missing: bring the lab up with `make lab` first")
     env = dict(os.environ)
     env.update(
         MLFLOW_TRACKING_USERNAME="admin",
@@ -85,28 +93,25 @@ def preflight() -> None:
     try:
         lab.docker("version", "--format", "{{.Server.Version}}", timeout=20)
     except (InjectionFailed, subprocess.TimeoutExpired, FileNotFoundError) as exc:
-        raise SystemExit(
-            f"chaos: the Docker engine does not answer ({exc}): start it, then `make lab`"
-        ) from None
+        raise NoLab(f"chaos: the Docker engine does not answer ({exc}): start it, then `make lab`") from None
     missing = [h for h in lab.ALL_HOSTS if not lab.running(h)]
     if missing:
-        raise SystemExit(
+        raise NoLab(
             f"chaos: lab containers not running: {', '.join(missing)}; bring the lab up with `make lab`"
         )
     failing = [name for name, ok in lab.quick_health().items() if not ok]
     if failing:
-        raise SystemExit(f"chaos: the lab is unhealthy before the first fault: {'; '.join(failing)}")
+        raise NoLab(f"chaos: the lab is unhealthy before the first fault: {'; '.join(failing)}")
     proc = health_playbook()
     if proc.returncode != 0:
-        raise SystemExit(f"chaos: playbooks/health.yml fails before the first fault: {failed_lines(proc)}")
+        raise NoLab(f"chaos: playbooks/health.yml fails before the first fault: {failed_lines(proc)}")
 
 
 class SegmentRun:
     """One fault with its workloads; implements the faults.Segment protocol."""
 
-    def __init__(self, fault: faults_mod.Fault, out: Path, args: argparse.Namespace) -> None:
+    def __init__(self, fault: faults_mod.Fault, out: Path) -> None:
         self.fault = fault
-        self.args = args
         self.dir = out / "segments" / fault.name
         self.dir.mkdir(parents=True, exist_ok=True)
         for old in self.dir.glob("*"):
@@ -404,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             continue
         log(f"fault {i}/{len(chosen)}, {time.monotonic() - t0:.0f} s so far")
-        outcome = SegmentRun(fault, args.out, args).run()
+        outcome = SegmentRun(fault, args.out).run()
         results["faults"].append(outcome)
         if outcome["status"] == "failed" and outcome.get("healthy_after_s") is None:
             broken = f"the lab was not healthy again after {fault.name}: the matrix stopped there"

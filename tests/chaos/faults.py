@@ -7,6 +7,7 @@ SIGSTOP = a process that hangs with its sockets open)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -303,8 +304,6 @@ def alertmanager_killed(seg: Segment) -> None:
 
 
 def rolling_restart(seg: Segment) -> None:
-    import os
-
     playbook = os.environ.get("HOKUSAI_ANSIBLE_PLAYBOOK", "ansible-playbook")
     books = ("mlflow_rolling_restart.yml", "minio_rolling_restart.yml", "switchover.yml")
     failed: list[str] = []
