@@ -28,6 +28,16 @@ class StreamResult:
     writes_failed: int = 0
     failures: Counter = field(default_factory=Counter)
 
+    def since(self, earlier: StreamResult) -> StreamResult:
+        """The calls counted after `earlier` (a snapshot of the same stream)."""
+        return StreamResult(
+            self.reads_ok - earlier.reads_ok,
+            self.reads_failed - earlier.reads_failed,
+            self.writes_ok - earlier.writes_ok,
+            self.writes_failed - earlier.writes_failed,
+            self.failures - earlier.failures,
+        )
+
     def summary(self) -> str:
         return (
             f"reads ok={self.reads_ok} failed={self.reads_failed}; "
@@ -75,6 +85,12 @@ class ClientStream:
         req = urllib.request.Request(url, data=data, headers=self.headers, method=method)  # noqa: S310 - https URL we built
         with urllib.request.urlopen(req, timeout=30, context=self.ctx) as resp:  # noqa: S310 - scenario container
             return json.loads(resp.read() or b"{}")
+
+    def snapshot(self) -> StreamResult:
+        """A copy of the counts so far (taken under the lock)."""
+        with self._lock:
+            r = self.result
+            return StreamResult(r.reads_ok, r.reads_failed, r.writes_ok, r.writes_failed, Counter(r.failures))
 
     def _record(self, kind: str, error: str | None) -> None:
         with self._lock:

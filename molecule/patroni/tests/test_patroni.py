@@ -272,7 +272,15 @@ def test_switchover_playbook_moves_the_leader_without_losing_writes(client, app_
         wait_for(lambda: len(acked(client, log)) >= 20, timeout=30, what="writer warm-up")
         proc = switchover(candidate)
         assert proc.returncode == 0, proc.stdout[-3000:]
-        time.sleep(2)
+        # Taken once the playbook reports the switchover done: writes must
+        # go on, now committed by the new primary, without a client restart.
+        switched_at = time.time()
+        wait_for(
+            lambda: len([ts for _, ts in acked(client, log) if ts > switched_at]) >= 20,
+            timeout=30,
+            interval=0.5,
+            what="writes acknowledged after the switchover",
+        )
     finally:
         stop_writer(client, stop)
     rows = acked(client, log)
