@@ -97,6 +97,10 @@ lab-summary: venv ## Print endpoints of the running lab and the last deploy figu
 health: venv ## playbooks/health.yml against the lab: one table, fails naming what is unhealthy
 	@ansible-playbook -i $(LAB_INVENTORY) playbooks/health.yml
 
+.PHONY: lab-cpu
+lab-cpu: ## CPU each lab container uses over SECONDS_WINDOW (30) seconds, in cores: what the idle lab costs
+	@tests/lab/idle-cpu.sh
+
 .PHONY: lab-destroy
 lab-destroy: venv ## Remove the lab containers and network (keeps .secrets/)
 	@ansible-playbook -i $(LAB_INVENTORY) tests/lab/lab.yml -e lab_state=absent
