@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,46 @@ def test_templates_start_with_ansible_managed(role: Path) -> None:
         and not t.read_text().startswith("{# no-managed-header:")
     ]
     assert offenders == []
+
+
+# Option names that carry a credential; paths to one (…_file, …_src, …_dir) do not.
+SECRET_NAME = re.compile(r"(password|passphrase|secret|token|(^|_)key)(_|$)")
+SECRET_PATH = re.compile(r"_(file|src|dir|path)$")
+
+
+def secret_options(options: dict, where: str) -> Iterator[tuple[str, dict]]:
+    for name, spec in (options or {}).items():
+        if SECRET_NAME.search(name) and not SECRET_PATH.search(name):
+            yield f"{where}{name}", spec
+        yield from secret_options(spec.get("options") or {}, f"{where}{name}.")
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_secret_options_are_no_log(role: Path) -> None:
+    """An argument-spec option named like a credential is masked (no_log) wherever
+    Ansible would print it (argument validation errors, -v output)."""
+    entry_points = load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    unmasked = [
+        name
+        for entry, spec in entry_points.items()
+        for name, option in secret_options(spec.get("options") or {}, f"{entry}: ")
+        if option.get("no_log") is not True
+    ]
+    assert unmasked == [], f"{role.name}: options without no_log: true: {unmasked}"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("minio_root_password", True),
+        ("pgbackrest_s3_key", True),
+        ("minio_mlflow_access_key", True),
+        ("etcd_initial_cluster_token", True),
+        ("minio_prometheus_token_file", False),
+        ("mlflow_tls_key_src", False),
+        ("patroni_keepalive", False),
+        ("minio_drives", False),
+    ],
+)
+def test_secret_name_rule(name: str, secret: bool) -> None:
+    assert bool(SECRET_NAME.search(name) and not SECRET_PATH.search(name)) is secret
