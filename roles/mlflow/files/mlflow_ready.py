@@ -32,7 +32,12 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_ENGINE = None  # sqlalchemy Engine, created on first use
+# Created on first use and kept: the checks repeat every second, and building
+# a boto3 client (service model files) or reading the migration scripts each
+# time cost more CPU than the checks themselves.
+_ENGINE = None  # sqlalchemy Engine
+_S3 = None  # boto3 S3 client (thread-safe; keeps its connections)
+_SCHEMA_HEAD: str | None = None  # the schema revision this MLflow release expects
 
 
 def _timed(check):
@@ -46,7 +51,7 @@ def _timed(check):
 
 
 def check_database() -> str:
-    global _ENGINE
+    global _ENGINE, _SCHEMA_HEAD
     import sqlalchemy
     from mlflow.store.db.utils import _get_latest_schema_revision
 
@@ -60,21 +65,26 @@ def check_database() -> str:
         )
     with _ENGINE.connect() as conn:
         current = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
-    head = _get_latest_schema_revision()
+    if _SCHEMA_HEAD is None:
+        _SCHEMA_HEAD = _get_latest_schema_revision()
+    head = _SCHEMA_HEAD
     if current != head:
         raise RuntimeError(f"schema at {current}, this release expects {head}: run mlflow db upgrade")
     return f"schema {current}"
 
 
 def check_artifacts() -> str:
-    import boto3
-    from botocore.config import Config
+    global _S3
+    if _S3 is None:
+        import boto3
+        from botocore.config import Config
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
-        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
-    )
+        _S3 = boto3.client(
+            "s3",
+            endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
+            config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
+        )
+    s3 = _S3
     bucket = os.environ["HOKUSAI_ARTIFACTS_BUCKET"]
     prefix = os.environ.get("HOKUSAI_ARTIFACTS_PREFIX", "").strip("/")
     name = os.environ.get("HOKUSAI_INSTANCE_NAME", "instance")
