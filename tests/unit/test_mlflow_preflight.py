@@ -97,9 +97,14 @@ def test_good_input_passes(tmp_path: Path) -> None:
         (
             ["m1"],
             {"mlflow_auth_admin_password": "password"},
-            "A secret is empty, too short or a well-known default",
+            "Weak or reused MLflow secrets: mlflow_auth_admin_password: a well-known default or placeholder",
         ),
-        (["m1"], {"mlflow_db_password": ""}, "A secret is empty, too short or a well-known default"),
+        (["m1"], {"mlflow_db_password": ""}, "Weak or reused MLflow secrets: mlflow_db_password: empty"),
+        (
+            ["m1"],
+            {"mlflow_secret_key": "db-password-0123456789"},
+            "mlflow_db_password and mlflow_secret_key: the same secret for two purposes",
+        ),
         ([], {}, "No MLflow instance to balance"),
         (
             ["m1"],
@@ -112,6 +117,7 @@ def test_good_input_passes(tmp_path: Path) -> None:
         "no-bucket",
         "default-admin-password",
         "empty-db-password",
+        "reused-secret",
         "no-backends",
         "tls-without-certs",
     ],

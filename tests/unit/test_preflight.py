@@ -105,12 +105,17 @@ GOOD_SECRETS = {
         (
             {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
             {**GOOD_SECRETS, "patroni_superuser_password": ""},
-            "patroni_superuser_password is empty, shorter than 12",
+            "Weak or reused database passwords: patroni_superuser_password: empty",
         ),
         (
             {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
             {**GOOD_SECRETS, "patroni_restapi_password": "password"},
-            "patroni_restapi_password is empty, shorter than 12",
+            "patroni_restapi_password: a well-known default or placeholder",
+        ),
+        (
+            {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
+            {**GOOD_SECRETS, "patroni_replication_password": "s3cret-superuser-0001"},
+            "patroni_superuser_password and patroni_replication_password: the same secret for two purposes",
         ),
         (
             {"etcd": DB, "postgres": DB, "mlflow": ["m1"]},
@@ -123,6 +128,7 @@ GOOD_SECRETS = {
         "two-db-nodes",
         "empty-superuser-password",
         "default-restapi-password",
+        "reused-password",
         "timer-rule",
         "no-mlflow-hosts",
     ],
