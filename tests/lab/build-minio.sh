@@ -8,9 +8,10 @@
 #   tests/lab/build-minio.sh          build what is missing (idempotent)
 #   tests/lab/build-minio.sh paths    print the two binary paths, build nothing
 #
-# MinIO's community edition is source-only (the repository is archived). The
+# The versions are pinned in versions.env (top of the clone). MinIO's
+# community edition is source-only (the repository is archived). The
 # module proxy reachable here serves exactly one minio version, the one pinned
-# below; see roles/minio/README.md ("Where the binary comes from").
+# there; see roles/minio/README.md ("Where the binary comes from").
 # MinIO is built with our patches (tests/lab/minio-patches/*.patch, applied in
 # name order with `patch -p1`): the module source from `go mod download` is
 # copied, patched and built with `go build`. <patch hash> is the first 12 hex
@@ -25,16 +26,27 @@
 # toolchain gives the same bytes.
 set -euo pipefail
 
-MINIO_MODULE=github.com/minio/minio
-MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
-MC_MODULE=github.com/minio/mc
-MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
-
-cache_dir=${HOKUSAI_CACHE_DIR:-/var/cache/hokusai}
-patch_dir=$(cd "$(dirname "$0")" && pwd)/minio-patches
-
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-minio: error: %s\n' "$*" >&2; exit 1; }
+
+here=$(cd "$(dirname "$0")" && pwd)
+patch_dir=$here/minio-patches
+cache_dir=${HOKUSAI_CACHE_DIR:-/var/cache/hokusai}
+
+# The pins: versions.env at the top of the clone (KEY=VALUE, # comments).
+versions_file=$here/../../versions.env
+pin() {
+  local value
+  value=$(sed -n "s/^$1=//p" "$versions_file")
+  [ -n "$value" ] || die "$1 is not set in $versions_file"
+  printf '%s\n' "$value"
+}
+[ -f "$versions_file" ] || die "no $versions_file (the pinned versions)"
+MINIO_MODULE=github.com/minio/minio
+MINIO_VERSION=$(pin MINIO_VERSION)
+MINIO_PATCH_HASH=$(pin MINIO_PATCH_HASH)
+MC_MODULE=github.com/minio/mc
+MC_VERSION=$(pin MC_VERSION)
 
 find_go() {
   local go
@@ -66,10 +78,14 @@ minio_build_id() {
   local patches hash f
   patches=$(minio_patches)
   if [ -z "$patches" ]; then
+    [ "$MINIO_PATCH_HASH" = none ] ||
+      die "no patch in $patch_dir, versions.env says MINIO_PATCH_HASH=$MINIO_PATCH_HASH: set it to none for an unpatched build"
     printf '%s\n' "$MINIO_VERSION"
     return
   fi
   hash=$(while IFS= read -r f; do cat "$f"; done <<< "$patches" | sha256sum | cut -c1-12)
+  [ "$hash" = "$MINIO_PATCH_HASH" ] ||
+    die "the patches in $patch_dir hash to $hash, versions.env says MINIO_PATCH_HASH=$MINIO_PATCH_HASH: set it to $hash (the inventories and scenarios name the build by it)"
   printf '%s+hokusai.%s\n' "$MINIO_VERSION" "$hash"
 }
 
@@ -178,9 +194,12 @@ build() {
 }
 
 main() {
+  local id
+  # Checked here first: a pin that does not match the patches stops the script.
+  id=$(minio_build_id)
   case "${1:-build}" in
     paths)
-      printf '%s\n' "$cache_dir/minio/$(minio_build_id)/minio" "$cache_dir/mc/$MC_VERSION/mc"
+      printf '%s\n' "$cache_dir/minio/$id/minio" "$cache_dir/mc/$MC_VERSION/mc"
       return ;;
     build) ;;
     *) die "unknown command '$1'; use build (default) or paths" ;;
@@ -189,7 +208,7 @@ main() {
   say "Go toolchain: $("$GO_BIN" version)"
   build_minio
   build mc "$MC_MODULE" "$MC_VERSION"
-  say "binaries: $cache_dir/minio/$(minio_build_id)/minio $cache_dir/mc/$MC_VERSION/mc"
+  say "binaries: $cache_dir/minio/$id/minio $cache_dir/mc/$MC_VERSION/mc"
 }
 
 main "$@"
