@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from sourceload import load_source
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "minio_duration", ROOT / "roles/minio/filter_plugins/minio_duration.py"
-)
-assert _spec and _spec.loader
-minio_duration = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(minio_duration)
+minio_duration = load_source("roles/minio/filter_plugins/minio_duration.py")
 
 
 @pytest.mark.parametrize(

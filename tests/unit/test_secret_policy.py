@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from sourceload import load_source
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "secret_policy", ROOT / "roles/secret_policy/filter_plugins/secret_policy.py"
-)
-assert _spec and _spec.loader
-policy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(policy)
+policy = load_source("roles/secret_policy/filter_plugins/secret_policy.py")
 
 
 @pytest.mark.parametrize(
