@@ -65,7 +65,7 @@ def run_preflight(tmp_path: Path, hosts: dict[str, dict], group_vars: dict) -> s
 
 
 FOUR = {f"minio{i}": {} for i in range(1, 5)}
-REFUSED_CREDENTIALS = "credentials are missing, default or too short"
+WEAK = "Weak or reused MinIO secrets: "
 SILENT_30S = "would silently become MinIO's default of 30 s"
 
 
@@ -95,8 +95,30 @@ def test_a_good_inventory_passes(tmp_path):
             "expansion notation",
             id="names-the-notation-cannot-express",
         ),
-        pytest.param(FOUR, {"minio_root_password": "minioadmin"}, REFUSED_CREDENTIALS, id="default-password"),
-        pytest.param(FOUR, {"minio_mlflow_secret_key": ""}, REFUSED_CREDENTIALS, id="missing-secret"),
+        pytest.param(
+            FOUR,
+            {"minio_root_password": "minioadmin"},
+            WEAK + "minio_root_password: a well-known default or placeholder",
+            id="default-password",
+        ),
+        pytest.param(
+            FOUR,
+            {"minio_mlflow_secret_key": ""},
+            WEAK + "minio_mlflow_secret_key: empty",
+            id="missing-secret",
+        ),
+        pytest.param(
+            FOUR,
+            {"minio_mlflow_secret_key": "{{ minio_root_password }}"},
+            WEAK + "minio_root_password and minio_mlflow_secret_key: the same secret for two purposes",
+            id="reused-secret",
+        ),
+        pytest.param(
+            FOUR,
+            {"minio_mlflow_unversioned_prefixes": ["no-trailing-slash"]},
+            "minio_mlflow_unversioned_prefixes takes at most 10 key patterns",
+            id="unversioned-prefix-without-slash",
+        ),
         pytest.param(
             FOUR,
             {"minio_binary_src": "", "minio_binary_url": "https://example.org/minio"},
