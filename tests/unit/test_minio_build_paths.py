@@ -43,6 +43,7 @@ def test_versions_file_names_the_three_pins() -> None:
     assert set(pins()) == {"MINIO_VERSION", "MINIO_PATCH_HASH", "MC_VERSION"}
     assert PSEUDO_VERSION.fullmatch(pins()["MINIO_VERSION"])
     assert PSEUDO_VERSION.fullmatch(pins()["MC_VERSION"])
+    assert re.fullmatch(r"[0-9a-f]{12}|none", pins()["MINIO_PATCH_HASH"])
 
 
 def test_patch_hash_matches_the_patches() -> None:
@@ -56,7 +57,8 @@ def test_script_builds_into_the_directories_the_pins_name() -> None:
     out = script_paths()
     assert out.returncode == 0, out.stderr
     minio, mc = out.stdout.split()
-    assert Path(minio).parent.name == f"{p['MINIO_VERSION']}+hokusai.{p['MINIO_PATCH_HASH']}"
+    patched = "" if p["MINIO_PATCH_HASH"] == "none" else f"+hokusai.{p['MINIO_PATCH_HASH']}"
+    assert Path(minio).parent.name == p["MINIO_VERSION"] + patched
     assert Path(mc).parent.name == p["MC_VERSION"]
 
 

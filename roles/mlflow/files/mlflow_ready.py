@@ -65,7 +65,10 @@ def check_database() -> str:
         )
     with _ENGINE.connect() as conn:
         current = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
-    if _SCHEMA_HEAD is None:
+    if _SCHEMA_HEAD is None or current != _SCHEMA_HEAD:
+        # Read again on a mismatch: an upgrade of the installed MLflow (new
+        # migration scripts on disk, database migrated) must not leave this
+        # long-running probe comparing against the old release's head.
         _SCHEMA_HEAD = _get_latest_schema_revision()
     head = _SCHEMA_HEAD
     if current != head:
