@@ -255,6 +255,10 @@ def _no_loss(fault: dict[str, Any]) -> Verdict:
     misses = []
     for name, w in workloads.items():
         lost, dup = w.get("lost", 0), w.get("duplicates", 0)
+        if lost is None or dup is None:
+            # The workload's verification did not run (its process hung or died).
+            misses.append(f"{name}: lost and duplicates not verified")
+            continue
         totals["lost"] = (totals["lost"] or 0) + lost
         totals["duplicates"] = (totals["duplicates"] or 0) + dup
         if lost:

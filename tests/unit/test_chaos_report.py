@@ -269,6 +269,16 @@ def test_missing_metrics_and_duplicates_miss_no_loss():
     assert "run_logging: 3 metric(s) missing" in v["detail"] and "artifacts: 2 duplicate(s)" in v["detail"]
 
 
+def test_an_unverified_workload_misses_no_loss_instead_of_crashing():
+    """A workload whose process hung has lost/duplicates None: the report says so (seen in CI)."""
+    f = fault("f")
+    f["workloads"]["artifacts"]["lost"] = None
+    f["workloads"]["artifacts"]["duplicates"] = None
+    v = judge(f)["targets"]["no_loss"]
+    assert v["met"] is False
+    assert "artifacts: lost and duplicates not verified" in v["detail"]
+
+
 def test_a_fault_skipped_before_any_timing_renders(tmp_path):
     """The runner stops the matrix after a fault that left the lab unhealthy: the rest have no times."""
     skipped = {"name": "etcd_partition", "title": "etcd partition", "status": "not run", "why": "lab broken"}
