@@ -148,3 +148,63 @@ def test_agent_reply_not_ready_is_weight_zero_with_the_reason() -> None:
 def test_agent_reply_to_an_unknown_check_is_weight_zero() -> None:
     prober = ready.Prober({"server": ok}, clock=Clock())
     assert ready.agent_reply("disk", prober).startswith("0% #unknown checks ['disk']")
+
+
+class StoreError(Exception):
+    """Shaped like botocore's ClientError: the S3 error code in .response."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"An error occurred ({code}) when calling the PutObject operation")
+        self.response = {"Error": {"Code": code}}
+
+
+class FakeS3:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def put_object(self, **_: object) -> None:
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def artifact_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOKUSAI_ARTIFACTS_BUCKET", "mlflow-artifacts")
+    monkeypatch.setenv("HOKUSAI_INSTANCE_NAME", "mlflow1")
+
+
+@pytest.mark.usefixtures("artifact_env")
+def test_write_quorum_refusal_told_apart_from_other_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ready, "_S3", FakeS3(StoreError("SlowDownWrite")))
+    with pytest.raises(ready.WritesRefused, match="write quorum lost"):
+        ready.check_artifacts()
+    for other in (StoreError("SlowDownRead"), StoreError("AccessDenied"), TimeoutError("read timeout")):
+        monkeypatch.setattr(ready, "_S3", FakeS3(other))
+        with pytest.raises(type(other)):
+            ready.check_artifacts()
+
+
+def refusing() -> str:
+    raise ready.WritesRefused("the artifact store refuses writes (MinIO write quorum lost): SlowDownWrite")
+
+
+def test_writes_refused_only_on_a_fresh_refusal() -> None:
+    clock = Clock()
+    outcome = {"check": refusing}
+    prober = ready.Prober({"artifacts": lambda: outcome["check"]()}, clock=clock)
+    assert prober.writes_refused() is None, "no result yet: uploads go through"
+    prober.run_once("artifacts")
+    assert "write quorum lost" in prober.writes_refused()
+    assert prober.report(["artifacts"])["ready"] is False
+    clock.now += 6
+    assert prober.writes_refused() is None, "an old refusal (stuck probe) does not keep uploads refused"
+    prober.run_once("artifacts")
+    assert prober.writes_refused() is not None
+    outcome["check"] = broken
+    prober.run_once("artifacts")
+    assert prober.writes_refused() is None, "another failure (e.g. a timeout) lets MinIO decide"
+    outcome["check"] = ok
+    prober.run_once("artifacts")
+    assert prober.writes_refused() is None

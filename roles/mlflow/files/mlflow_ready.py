@@ -13,7 +13,10 @@ not, so in-flight requests finish). The endpoint answers at once from checks tha
 in the background (every --interval seconds, each in its own thread); a check
 still running after --slow-after seconds counts as failed. GET
 /ready?checks=artifacts,server asks about those checks only (the load
-balancer's artifact pool does not depend on the database).
+balancer's artifact pool does not depend on the database). GET
+/writes-refused answers 200 while the artifact store refuses this instance's
+probe writes for want of write quorum (MinIO SlowDownWrite, last result at
+most 5 s old), 204 otherwise: the load balancer then refuses uploads at once.
 Configuration comes from the instance's environment file:
   MLFLOW_BACKEND_STORE_URI, MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
   AWS_SECRET_ACCESS_KEY, HOKUSAI_ARTIFACTS_BUCKET, HOKUSAI_ARTIFACTS_PREFIX,
@@ -40,14 +43,23 @@ _S3 = None  # boto3 S3 client (thread-safe; keeps its connections)
 _SCHEMA_HEAD: str | None = None  # the schema revision this MLflow release expects
 
 
-def _timed(check):
+class WritesRefused(RuntimeError):
+    """The artifact store answered a write with a refusal for want of write quorum."""
+
+
+def _run(check) -> tuple[dict, Exception | None]:
+    """The check's result ({ok, detail, ms}) and the exception it raised, if any."""
     start = time.monotonic()
+    error = None
     try:
         detail = check()
-        ok = True
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; report it
-        detail, ok = f"{type(exc).__name__}: {exc}".splitlines()[0][:300], False
-    return {"ok": ok, "detail": detail, "ms": round((time.monotonic() - start) * 1000, 1)}
+        detail, error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300], exc
+    return {"ok": error is None, "detail": detail, "ms": round((time.monotonic() - start) * 1000, 1)}, error
+
+
+def _timed(check) -> dict:
+    return _run(check)[0]
 
 
 def check_database() -> str:
@@ -93,7 +105,16 @@ def check_artifacts() -> str:
     name = os.environ.get("HOKUSAI_INSTANCE_NAME", "instance")
     key = "/".join(p for p in (prefix, ".hokusai-readiness", name) if p)
     body = f"{name} {time.time()}".encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    except Exception as exc:
+        # MinIO answers SlowDownWrite (503) for exactly one cause: the erasure
+        # set lacks write quorum (InsufficientWriteQuorum, errErasureWriteQuorum).
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code == "SlowDownWrite":
+            why = "the artifact store refuses writes (MinIO write quorum lost)"
+            raise WritesRefused(f"{why}: {exc}") from exc
+        raise
     got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.delete_object(Bucket=bucket, Key=key)
     if got != body:
@@ -147,13 +168,31 @@ class Prober:
         self.results: dict[str, dict] = {}
         self.finished_at: dict[str, float] = {}
         self.running_since: dict[str, float | None] = {name: None for name in checks}
+        self.refused: dict[str, bool] = {}  # check -> its last result was a WritesRefused
 
     def run_once(self, name: str) -> None:
         with self.lock:
             self.running_since[name] = self.clock()
-        result = _timed(self.checks[name])
+        result, error = _run(self.checks[name])
         with self.lock:
             self.results[name], self.finished_at[name], self.running_since[name] = result, self.clock(), None
+            self.refused[name] = isinstance(error, WritesRefused)
+
+    def writes_refused(self, name: str = "artifacts", fresh_within: float = 5.0) -> str | None:
+        """Why writes are refused, when the last result of `name` was a refusal at most `fresh_within` s old.
+
+        The load balancer answers uploads at once with a 503 that says why
+        while an instance reports this (roles/nginx_lb). Only a definite
+        refusal by the store counts: a slow, hung or otherwise failed check,
+        no result yet or an old one all answer None (uploads go through and
+        MinIO decides), so a stuck probe cannot keep uploads refused.
+        """
+        with self.lock:
+            if not self.refused.get(name):
+                return None
+            if self.clock() - self.finished_at[name] > fresh_within:
+                return None
+            return self.results[name]["detail"]
 
     def start(self) -> None:
         def loop(name: str) -> None:
@@ -261,6 +300,21 @@ def serve(listen: str, interval: float, slow_after: float, agent: str | None = N
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
+            if path == "/writes-refused":
+                # 200 while the artifact store refuses writes (MinIO write
+                # quorum lost), 204 otherwise: the load balancer's check.
+                detail = prober.writes_refused()
+                if detail is None:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                body = json.dumps({"refused": True, "detail": detail}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if path not in ("/ready", "/"):
                 self.send_error(404)
                 return
