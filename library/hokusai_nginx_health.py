@@ -116,6 +116,11 @@ def parse_stub_status(text):
     return {k: int(v) for k, v in match.groupdict().items()} if match else None
 
 
+# The pool's backend that carries no traffic: one entry per instance, UP while
+# that instance reports the artifact store refusing writes (roles/nginx_lb).
+REFUSALS_BACKEND = "mlflow_store_refusals"
+
+
 def parse_pool_csv(text):
     """HAProxy CSV statistics -> the checked server entries (no fallbacks, frontends or backends)."""
     lines = [ln for ln in (text or "").splitlines() if ln.strip()]
@@ -135,7 +140,7 @@ def parse_pool_csv(text):
 
 
 def evaluate_pool(pool_resp):
-    """Checks for the instance pool: every checked entry UP."""
+    """Checks for the instance pool: every checked entry UP, no instance seeing writes refused."""
     if pool_resp is None:
         return [], None
     pool = parse_pool_csv(pool_resp["body"]) if pool_resp["status"] == 200 else None
@@ -146,6 +151,16 @@ def evaluate_pool(pool_resp):
     checks = []
     for entry in pool:
         up = entry["status"] == "UP"
+        if entry["backend"] == REFUSALS_BACKEND:
+            # Not for traffic: UP means this instance's probe sees the artifact store refuse writes.
+            checks.append(
+                check(
+                    f"artifact store writable, as {entry['server']} sees it",
+                    not up,
+                    "refuses writes: MinIO write quorum lost (uploads are refused)" if up else "yes",
+                )
+            )
+            continue
         checks.append(
             check(
                 f"pool {entry['backend']}/{entry['server']}",

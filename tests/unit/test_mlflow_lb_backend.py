@@ -104,3 +104,17 @@ def test_unknown_instance_names_the_known_ones():
 def test_not_show_stat_is_refused():
     with pytest.raises(ValueError, match="not a 'show stat' answer"):
         tool.parse_stat("Unknown command\n")
+
+
+def test_the_refusal_sensors_are_not_instances():
+    # Recorded with the artifact store gate: one sensor entry per instance on
+    # its readiness port (:5001), DOWN, no traffic. Counted as instances, they
+    # would let the last instance in rotation be drained.
+    table = rows("pool_show_stat_store_gate.csv")
+    assert {r["addr"] for r in table if r["pxname"] == "mlflow_store_refusals"} == {
+        "172.28.10.31:5001",
+        "172.28.10.32:5001",
+    }
+    code, commands, message = tool.plan(with_status(table, M1, "DRAIN"), "drain", M2)
+    assert code == 3 and commands == [], message
+    assert tool.plan(table, "drain", "172.28.10.31:5001")[0] == 2, "a sensor is not an instance to drain"

@@ -107,3 +107,32 @@ def test_holds_address():
     )
     assert nginx.holds_address(out, "172.28.10.40") is True
     assert nginx.holds_address(out, "172.28.10.4") is False
+
+
+def test_store_refusal_entries_are_healthy_while_down():
+    # Recorded on lb1 with the artifact store gate (backend mlflow_store_refusals:
+    # no traffic, DOWN while no instance sees the store refuse writes).
+    result = nginx.evaluate(
+        answer_from("nginx", "stub_status.txt", STUB),
+        [],
+        answer_from("nginx", "pool_show_stat_store_gate.csv", POOL),
+    )
+    assert result["healthy"] is True, result["problems"]
+    assert {
+        "name": "artifact store writable, as mlflow1 sees it",
+        "healthy": True,
+        "detail": "yes",
+    } in result["checks"]
+
+
+def test_store_refusing_writes_is_a_problem():
+    # The recording above with mlflow2's entry UP (its probe refused a write for want of write quorum).
+    result = nginx.evaluate(
+        answer_from("nginx", "stub_status.txt", STUB),
+        [],
+        answer_from("nginx", "pool_show_stat_store_refuses_writes.csv", POOL),
+    )
+    assert result["problems"] == [
+        "nginx artifact store writable, as mlflow2 sees it: "
+        "refuses writes: MinIO write quorum lost (uploads are refused)"
+    ]
