@@ -37,16 +37,17 @@ IPS = {"minio3": "172.28.10.23", "minio4": "172.28.10.24"}
 # Hosts with an S3 endpoint (roles/s3_endpoint) that must use a node again once it is back.
 ENDPOINT_HOSTS = ("mlflow1", "mlflow2", "db1", "db2", "db3", "mon1")
 BEFORE_S = 5.0
-# Issue 21's goal is 3 s for the first operation after a node loss; not met
-# (roles/minio/README.md "Losing a node: through the load balancer"): MinIO
-# holds the calls that wait on the lost peer until its internode connection
-# is dropped, 16-30 s measured through the stack. The bound is the line a
-# regression crosses: an operation left to a client's read timeout (60 s).
-ONE_NODE_DURING_S, ONE_NODE_SLOWEST_S = 25.0, 45.0
-# Without write quorum MinIO itself refuses writes only once it has dropped
-# the lost peers (~20-30 s, the same hold); from then on the load balancer
-# refuses each upload within REFUSAL_S with an answer that says why.
-TWO_NODES_DURING_S, REFUSAL_SETTLES_S, REFUSAL_S = 50.0, 38.0, 2.0
+# Issue 21's goal is 3 s for the first operation after a node loss. Measured
+# through the stack with the patched build (grid ping 2 s): 4.2-6.6 s; with
+# upstream's 10 s ping MinIO held every call waiting on the lost peer 16-30 s
+# (roles/minio/README.md "Through the load balancer"). The bound is the line
+# that hold crosses.
+ONE_NODE_DURING_S, ONE_NODE_SLOWEST_S = 25.0, 15.0
+# Without write quorum MinIO refuses writes once it has dropped the lost peers
+# (4-6 s) and the readiness probes have seen a refusal (~10 s measured, 23-30 s
+# with the 10 s ping); from then on the load balancer refuses each upload
+# within REFUSAL_S with an answer that says why.
+TWO_NODES_DURING_S, REFUSAL_SETTLES_S, REFUSAL_S = 35.0, 20.0, 2.0
 WHY = "write quorum"
 
 
