@@ -118,3 +118,17 @@ def test_the_refusal_sensors_are_not_instances():
     code, commands, message = tool.plan(with_status(table, M1, "DRAIN"), "drain", M2)
     assert code == 3 and commands == [], message
     assert tool.plan(table, "drain", "172.28.10.31:5001")[0] == 2, "a sensor is not an instance to drain"
+
+
+def test_list_shows_instances_only_and_refusals_the_sensors(monkeypatch, capsys) -> None:
+    text = (FIXTURES / "pool_show_stat_store_refuses_writes.csv").read_text()
+    monkeypatch.setattr(tool, "command", lambda _cmd: text)
+    assert tool.main(["mlflow-lb-backend", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    # Consumers (verify.yml, the e2e and chaos tests) expect every listed checked entry UP.
+    assert listed and not any(line.startswith("mlflow_store_refusals") for line in listed)
+    assert tool.main(["mlflow-lb-backend", "refusals"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "mlflow1                    172.28.10.31:5001      accepts writes (last check L7STS)",
+        "mlflow2                    172.28.10.32:5001      refuses writes (last check L7OK)",
+    ]
