@@ -17,6 +17,7 @@ import base64
 import concurrent.futures
 import contextlib
 import hashlib
+import http.client
 import os
 import random
 import ssl
@@ -82,7 +83,7 @@ class ArtifactStream:
                 error = f"HTTP {status}: {body[:300].decode(errors='replace')}"
             elif kind == "GET" and hashlib.sha256(body).digest() != digest:
                 error = f"checksum mismatch ({len(body)} bytes)"
-        except OSError as exc:  # URLError, timeouts, resets
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, cut bodies
             error = repr(exc)[:300]
         with self._lock:
             self.ops.append(Op(kind, key, t0, time.time() - t0, status, error))
