@@ -135,6 +135,7 @@ molecule: venv image wheels minio-bin ## Molecule scenarios in $(SCENARIOS)
 E2E_ALL := test_lab_stack.py test_dashboards.py test_failover_registrations.py test_minio_node_loss.py test_monitoring_ha.py test_lb_failover.py \
   test_artifact_node_loss.py
 E2E_CI := test_lab_stack.py test_dashboards.py test_lb_failover.py 'test_minio_node_loss.py::test_wal_archiving_goes_on_without_minio1[partitioned]' \
+  test_artifact_node_loss.py::test_two_nodes_lost_reads_go_on_writes_refused_fast \
   test_monitoring_ha.py::test_alert_arrives_once_with_the_first_alertmanager_down
 E2E ?= $(E2E_ALL)
 
