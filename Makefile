@@ -107,10 +107,11 @@ lab-destroy: venv ## Remove the lab containers and network (keeps .secrets/)
 
 # --- tests -------------------------------------------------------------------
 .PHONY: lint
-lint: venv ## yamllint, ansible-lint (production profile), ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy (modules, module_utils, host tools: mypy.ini)
 	@echo "==> yamllint"; yamllint -s .
 	@echo "==> ansible-lint"; ansible-lint -q
 	@echo "==> ruff"; ruff check . && ruff format --check .
+	@echo "==> mypy"; mypy
 
 .PHONY: unit
 unit: venv ## pytest unit tests (tests/unit) and promtool rule tests (tests/rules)

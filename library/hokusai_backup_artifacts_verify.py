@@ -258,7 +258,7 @@ def verify(
         dst, dst_errors = listing(list_objects(f"{target_url}/{prefix}"))
     now = time.time() if now is None else now
     diff = compare(src, dst, now, grace_seconds)
-    sample_result = {"checked": 0, "mismatched": [], "errors": [], "keys": []}
+    sample_result: dict = {"checked": 0, "mismatched": [], "errors": [], "keys": []}
     with steps.step("sample"):
         for key in choose_sample(src, dst, sample_size, random.Random(seed)):  # noqa: S311 - a sample to compare, not a secret
             a, err_a = hash_object(f"{source_url}/{prefix}{key}")
@@ -316,9 +316,12 @@ class Mc:
         with subprocess.Popen(
             [self.mc_path, "cat", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
         ) as proc:
-            for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+            out, errs = proc.stdout, proc.stderr
+            if out is None or errs is None:  # both were asked for as pipes
+                raise RuntimeError("mc cat: no pipes")
+            for chunk in iter(lambda: out.read(1 << 20), b""):
                 digest.update(chunk)
-            err = proc.stderr.read().decode(errors="replace").strip()
+            err = errs.read().decode(errors="replace").strip()
         if proc.returncode != 0:
             return None, err or f"mc cat exited {proc.returncode}"
         return digest.hexdigest(), None

@@ -336,7 +336,7 @@ def archive_gaps(segments, first, last, segment_size_mb=16):
         return []
     tl_first, lo = wal_position(first, segment_size_mb)
     hi = wal_position(last, segment_size_mb)[1]
-    have = {}
+    have: dict = {}
     for s in segments:
         tl, pos = wal_position(s, segment_size_mb)
         have.setdefault(pos, tl)
@@ -581,7 +581,7 @@ def run_restore_test(
         with steps.step("checks") as rec:
             tables_sql, count_sql = check_sql(p["expected_tables"], p["min_rows"])
             present = sql(tables_sql).splitlines()
-            counts = {}
+            counts: dict[str, int | None] = {}
             for table, query in count_sql.items():
                 try:
                     counts[table] = int(sql(query))

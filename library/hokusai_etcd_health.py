@@ -174,9 +174,9 @@ def evaluate(members_resp, views, endpoints, expected_members):
             check("leader", False, f"members disagree on the leader or it is not a member: {names}")
         )
 
-    names = {v["name"] for v in views}
+    member_names = {v["name"] for v in views}
     for name in expected_members:
-        if name not in names:
+        if name not in member_names:
             checks.append(check(name, False, "expected member is not in the member list"))
     member_urls = {u.rstrip("/") for v in views for u in v["client_urls"]}
     for url in endpoints:

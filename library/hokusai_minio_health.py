@@ -136,7 +136,8 @@ def admin_info_checks(info_doc):
     """The JSON of `mc admin info --json` -> (checks, nodes, online, offline)."""
     info = (info_doc or {}).get("info") or {}
     servers = info.get("servers") or []
-    checks, nodes = [], []
+    checks: list[dict] = []
+    nodes: list[dict] = []
     if (info_doc or {}).get("status") != "success" or not servers:
         error = ((info_doc or {}).get("error") or {}).get("message") or "no server list in mc admin info"
         return [check("admin info", False, error)], nodes, None, None

@@ -190,7 +190,7 @@ def roundtrip(call, name, experiment_id):
         model_created = resp["status"] == 200
         if not model_created:
             failure = f"register model {name}: {_api_error(resp)}"
-    if not failure:
+    if run and not failure:
         source = run["artifact_uri"].rstrip("/") + "/model"
         resp = call(
             "POST", "/model-versions/create", {"name": name, "source": source, "run_id": run["run_id"]}

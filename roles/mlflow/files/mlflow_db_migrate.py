@@ -154,11 +154,13 @@ def main() -> int:
     if stamp_path:
         state = observed_state(tracking_uri, auth_uri)
         if state["tracking"] is not None and read_stamp(stamp_path) == state:
-            report = {k: {"before": state[k], "after": state[k]} for k in ("tracking", "auth") if state[k]}
-            report["key_index"] = {"name": KEY_INDEX, "changed": False}
-            report["changed"] = False
-            report["checked_against"] = "stamp"
-            print(json.dumps(report))
+            stamped: dict[str, object] = {
+                k: {"before": state[k], "after": state[k]} for k in ("tracking", "auth") if state[k]
+            }
+            stamped["key_index"] = {"name": KEY_INDEX, "changed": False}
+            stamped["changed"] = False
+            stamped["checked_against"] = "stamp"
+            print(json.dumps(stamped))
             return 0
     report: dict = {"tracking": migrate_tracking(tracking_uri)}
     if auth_uri:
