@@ -48,6 +48,24 @@ REPO = Path(__file__).resolve().parents[3]
 MIGRATE_SCRIPT = REPO / "roles" / "mlflow" / "files" / "mlflow_db_migrate.py"
 
 
+def run_migrate(url: str, stamp: Path | None = None) -> dict[str, object]:
+    """The MLflow role's migration step against `url`, as the role runs it; its JSON report."""
+    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=url, HOKUSAI_AUTH_DATABASE_URI="")
+    if stamp is not None:
+        env["HOKUSAI_MIGRATION_STAMP"] = str(stamp)
+    done = subprocess.run(
+        [sys.executable, str(MIGRATE_SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
 @dataclass
 class PgMlflow:
     """A real MLflow server on a real PostgreSQL, migrated and indexed by the MLflow role's
@@ -71,17 +89,7 @@ def pg_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgMlflow]:
     pg.init()
     server = None
     try:
-        env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=pg.url, HOKUSAI_AUTH_DATABASE_URI="")
-        done = subprocess.run(
-            [sys.executable, str(MIGRATE_SCRIPT)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        report = run_migrate(pg.url)
         server = MlflowServer(tmp_path_factory.mktemp("mlflow-pg"), backend_uri=pg.url)
         server.start()
         yield PgMlflow(pg, server, report)
