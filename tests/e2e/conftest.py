@@ -11,7 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,11 +28,11 @@ class Lab:
     url: str
     ca: Path
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a failure report
     minio_container: str
     minio_url: str
     minio_access_key: str
-    minio_secret_key: str
+    minio_secret_key: str = field(repr=False)
     bucket: str
     prefix: str
 
@@ -44,7 +44,7 @@ class Lab:
                 "docker",
                 "exec",
                 "-e",
-                f"MC_HOST_lab={host}",
+                "MC_HOST_lab",  # its value from the environment below, not on the command line
                 self.minio_container,
                 "mc",
                 "--config-dir",
@@ -56,6 +56,7 @@ class Lab:
             text=True,
             timeout=60,
             check=False,
+            env={**os.environ, "MC_HOST_lab": host},
         )
 
 
