@@ -50,6 +50,12 @@ $(VENV)/.stamp: requirements.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install -q --upgrade pip
 	@$(VENV)/bin/pip install -q -r requirements.txt
+	@# ansible-lint called by its path without the venv on PATH (an editor, a
+	@# reviewer's shell) would warn "PATH altered" and prepend the venv itself:
+	@# a wrapper puts the venv first, so every ansible it runs is the venv's.
+	@grep -q 'Wrapper made by make venv' $(VENV)/bin/ansible-lint || mv -f $(VENV)/bin/ansible-lint $(VENV)/bin/ansible-lint.real
+	@printf '#!/bin/sh\n# Wrapper made by make venv: the venv first on PATH, then the real ansible-lint.\nd=$$(dirname "$$0")\nPATH="$$d:$$PATH" exec "$$d/ansible-lint.real" "$$@"\n' > $(VENV)/bin/ansible-lint
+	@chmod 0755 $(VENV)/bin/ansible-lint
 	@touch $@
 
 .PHONY: venv
