@@ -26,6 +26,24 @@ import os
 import sys
 
 import sqlalchemy
+from sqlalchemy import event
+
+
+def _no_idle_timeout(conn: sqlalchemy.engine.Connection) -> None:
+    conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+
+
+def exempt_from_idle_timeout(target: type[sqlalchemy.engine.Engine] | sqlalchemy.engine.Engine) -> None:
+    """Lift the application role's idle_in_transaction_session_timeout for every transaction
+    opened through `target` (an engine, or the Engine class: every engine of the process).
+
+    The patroni role gives the role a short timeout (patroni_app_idle_in_transaction_timeout,
+    2 s) so that an MLflow instance frozen mid-transaction cannot hold a registered model's row
+    lock for the length of the freeze. A migration runs Python between its statements inside
+    one transaction and must not be cut by it. SET LOCAL ends with the transaction, so nothing
+    leaks to the pooler's server connection (pgbouncer in transaction mode).
+    """
+    event.listen(target, "begin", _no_idle_timeout)
 
 
 def revision(engine: sqlalchemy.engine.Engine, table: str) -> str | None:
@@ -143,6 +161,7 @@ def write_stamp(path: str, state: dict) -> None:
 
 
 def main() -> int:
+    exempt_from_idle_timeout(sqlalchemy.engine.Engine)
     tracking_uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
     auth_uri = os.environ.get("HOKUSAI_AUTH_DATABASE_URI", "")
     # HOKUSAI_MIGRATION_STAMP: the state this host last brought the database to. When
