@@ -486,7 +486,7 @@ def test_after_restart_the_watcher_heals_without_a_manual_step(nodes):
     # Objects written while minio-4 was down miss their shards there. MinIO
     # itself does not heal them when it comes back (its immediate attempt
     # failed while the node was out; the scanner looks once in 1024 cycles):
-    # the role's heal watcher does, minio_heal_settle (30 s) after every drive
+    # the role's heal watcher does, minio_heal_settle (15 s here) after every drive
     # is back. Nothing here asks for a heal.
     stray = nodes["minio-4"]
 
