@@ -30,6 +30,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -57,6 +58,10 @@ WHY = "write quorum"
 # The heal watcher heals minio_heal_settle (30 s) after every drive is back;
 # the heal itself reads every object of the lab (27 s for 1 424 objects).
 HEALED_S = 150.0
+# How long a probe written through each node must keep landing on all 8
+# drives before a test starts (objects written up to ~10 s after a node is
+# back can still miss its drives: README of role minio, "After a node comes back").
+SETTLED_S = 12.0
 # Where the lab's MinIO keeps its drives and MLflow its artifacts
 # (inventories/lab/group_vars/minio.yml, the mlflow role's artifact destination).
 DRIVES = ("/srv/minio/drive1", "/srv/minio/drive2")
@@ -171,13 +176,22 @@ def stream(lab: Lab) -> Iterator[ArtifactStream]:
     # node back, objects written then live on 6 drives only, and losing two
     # more nodes makes them unreadable (seen in CI: HeadObject 404 after
     # test_minio_node_loss).
+    # One probe per node is not enough: right after minio1 came back (the
+    # test before this one in make test), the probes landed on 8 drives at
+    # once, yet 13 of 55 objects the stream wrote in the next 5 s were on 6
+    # or 7 (lab, 2026-12-02); in a clean-clone order run 235 downloads then
+    # answered 404. So the probes must keep landing on 8 for SETTLED_S.
     probe = f"e2e/probe-{uuid.uuid4().hex[:8]}"
-    wait_for(
-        "every MinIO node writing to all 8 drives",
-        lambda: every_node_writes_to_all_drives(probe),
-        120,
-        every=2,
-    )
+    since: list[float] = []
+
+    def settled() -> bool:
+        if not every_node_writes_to_all_drives(probe):
+            since.clear()
+            return False
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= SETTLED_S
+
+    wait_for(f"every MinIO node writing to all 8 drives for {SETTLED_S:.0f} s", settled, 150, every=2)
     s = ArtifactStream(
         url=lab.url,
         ca=str(lab.ca),
@@ -213,6 +227,10 @@ def run(stream: ArtifactStream, during: float, *nodes: str) -> tuple[list[Op], f
     object of the stream was right after the return)."""
     stream.start()
     time.sleep(BEFORE_S)
+    acknowledged = {op.key for op in stream.snapshot() if op.kind == "PUT" and not op.error}  # not in flight
+    counts = drives_holding(stream.prefix)
+    held = Counter(counts.get(key, 0) for key in acknowledged)
+    print("acknowledged objects by drives holding them, at the loss:", dict(sorted(held.items())))
     lost_at = time.time()
     with partitioned(*nodes):
         time.sleep(during)
