@@ -126,15 +126,17 @@ class ArtifactStream:
         with self._lock:
             return list(self.ops)
 
-    def verify(self) -> list[str]:
-        """Download every acknowledged object: what is missing or differs."""
-        problems = []
-        for key, digest in sorted(self.acknowledged.items()):
+    def verify(self, keys: list[str] | None = None) -> dict[str, str]:
+        """Download every acknowledged object (or those of `keys`): key -> what is missing or differs."""
+        problems = {}
+        with self._lock:
+            wanted = {k: self.acknowledged[k] for k in (self.acknowledged if keys is None else keys)}
+        for key, digest in sorted(wanted.items()):
             status, body = self.call("GET", key)
             if status != 200:
-                problems.append(f"{key}: HTTP {status}")
+                problems[key] = f"HTTP {status}: {body[:200].decode(errors='replace')}"
             elif hashlib.sha256(body).digest() != digest:
-                problems.append(f"{key}: checksum mismatch")
+                problems[key] = "checksum mismatch"
         return problems
 
     def delete_all(self) -> None:

@@ -62,6 +62,11 @@ HEALED_S = 150.0
 # drives before a test starts (objects written up to ~10 s after a node is
 # back can still miss its drives: README of role minio, "After a node comes back").
 SETTLED_S = 12.0
+# How long an acknowledged object that answered NoSuchKey right after nodes
+# returned is read again before it counts as lost (assert_nothing_lost).
+UNREADABLE_S = 60.0
+# The streams' objects, one folder per run under this one.
+STREAM_ROOT = "e2e/node-loss"
 # Where the lab's MinIO keeps its drives and MLflow its artifacts
 # (inventories/lab/group_vars/minio.yml, the mlflow role's artifact destination).
 DRIVES = ("/srv/minio/drive1", "/srv/minio/drive2")
@@ -175,12 +180,11 @@ def stream(lab: Lab) -> Iterator[ArtifactStream]:
     # Every node writes to all 8 drives: right after another test brought a
     # node back, objects written then live on 6 drives only, and losing two
     # more nodes makes them unreadable (seen in CI: HeadObject 404 after
-    # test_minio_node_loss).
-    # One probe per node is not enough: right after minio1 came back (the
-    # test before this one in make test), the probes landed on 8 drives at
-    # once, yet 13 of 55 objects the stream wrote in the next 5 s were on 6
-    # or 7 (lab, 2026-12-02); in a clean-clone order run 235 downloads then
-    # answered 404. So the probes must keep landing on 8 for SETTLED_S.
+    # test_minio_node_loss). One round of probes is not enough: right after
+    # minio1 came back, the probes landed on 8 drives at once, yet 13 of 55
+    # objects the stream wrote in the next 5 s were on 6 or 7 (lab,
+    # 2026-12-02; in a CI-order run 235 downloads then answered 404). So the
+    # probes must keep landing on 8 for SETTLED_S.
     probe = f"e2e/probe-{uuid.uuid4().hex[:8]}"
     since: list[float] = []
 
@@ -192,12 +196,18 @@ def stream(lab: Lab) -> Iterator[ArtifactStream]:
         return time.monotonic() - since[0] >= SETTLED_S
 
     wait_for(f"every MinIO node writing to all 8 drives for {SETTLED_S:.0f} s", settled, 150, every=2)
+    # What earlier runs left, removed now that the cluster is settled (~1 s):
+    # removing a run's objects right after its nodes returned took 1-60 s
+    # (through MLflow or with mc, listing or by name), 49 s of make test once.
+    # The objects of the last run stay until the next one (or the lab's end).
+    removed = mc_on("minio1", f"rm --quiet --recursive --versions --force n/{BUCKET_PATH}/{STREAM_ROOT}/")
+    assert removed.returncode == 0, f"could not remove earlier runs' objects: {removed.stderr[-500:]}"
     s = ArtifactStream(
         url=lab.url,
         ca=str(lab.ca),
         username=lab.username,
         password=lab.password,
-        prefix=f"e2e/node-loss-{uuid.uuid4().hex[:8]}",
+        prefix=f"{STREAM_ROOT}/{uuid.uuid4().hex[:8]}",
         workers=3,
         size=1 << 20,
         # An upload in flight when two nodes vanish can wait in MinIO for its
@@ -208,16 +218,6 @@ def stream(lab: Lab) -> Iterator[ArtifactStream]:
     )
     yield s
     s.stop()
-    # The stream's objects, by name: deleting them through MLflow took 49 s
-    # of make test, and so did `mc rm --recursive` (listing right after
-    # nodes return is that slow; deleting named keys takes ~1 s). On the
-    # versioned bucket this leaves delete markers over the versions; the
-    # lab is thrown away with them.
-    keys = sorted(s.acknowledged)
-    for i in range(0, len(keys), 100):
-        names = " ".join(f"n/{BUCKET_PATH}/{key}" for key in keys[i : i + 100])
-        removed = mc_on("minio1", f"rm --quiet --force {names}")
-        assert removed.returncode == 0, f"could not remove the stream's objects: {removed.stderr[-500:]}"
 
 
 def run(stream: ArtifactStream, during: float, *nodes: str) -> tuple[list[Op], float, float, dict[str, int]]:
@@ -250,8 +250,32 @@ def run(stream: ArtifactStream, during: float, *nodes: str) -> tuple[list[Op], f
 
 
 def assert_nothing_lost(stream: ArtifactStream) -> None:
+    """Every acknowledged object reads back whole.
+
+    An object acknowledged in the seconds after nodes returned can answer
+    NoSuchKey for a few seconds and then read back whole (seen in 3 of ~17
+    two-node runs on the lab, 2026-12-02; README of role minio, "After a node
+    comes back"). Those are read again for up to UNREADABLE_S and reported;
+    only what still fails then counts as lost, and a checksum mismatch at
+    once."""
     problems = stream.verify()
-    assert not problems, f"acknowledged uploads lost or corrupted: {problems[:10]}"
+    corrupt = {k: v for k, v in problems.items() if v == "checksum mismatch"}
+    assert not corrupt, f"acknowledged uploads corrupted: {sorted(corrupt.items())[:10]}"
+    if problems:
+        print(f"{len(problems)} acknowledged objects unreadable at first:", sorted(problems.items())[:5])
+        left: dict[str, str] = dict(problems)
+
+        def readable() -> bool:
+            left.clear()
+            left.update(stream.verify(sorted(problems)))
+            return not left
+
+        try:
+            wait_for("the objects unreadable at first to read back", readable, UNREADABLE_S, every=3)
+        except AssertionError:
+            lost = sorted(left.items())[:10]
+            raise AssertionError(f"acknowledged uploads lost or corrupted: {lost}") from None
+        print(f"all {len(problems)} read back whole within {UNREADABLE_S:.0f} s")
 
 
 def test_one_node_lost_every_operation_succeeds_fast(stream: ArtifactStream) -> None:
