@@ -252,10 +252,11 @@ def run(stream: ArtifactStream, during: float, *nodes: str) -> tuple[list[Op], f
 def assert_nothing_lost(stream: ArtifactStream) -> None:
     """Every acknowledged object reads back whole.
 
-    An object acknowledged in the seconds after nodes returned can answer
-    NoSuchKey for a few seconds and then read back whole (seen in 3 of ~17
-    two-node runs on the lab, 2026-12-02; README of role minio, "After a node
-    comes back"). Those are read again for up to UNREADABLE_S and reported;
+    For a few seconds after nodes return, objects written long before as
+    well as ones acknowledged a second earlier can answer NoSuchKey or
+    SlowDownRead and then read back whole (3 of ~20 two-node runs on the lab,
+    2026-12-02; README of role minio, "After a node comes back"). Those are
+    read again for up to UNREADABLE_S and reported;
     only what still fails then counts as lost, and a checksum mismatch at
     once."""
     problems = stream.verify()
